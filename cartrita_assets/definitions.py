@@ -1,0 +1,31 @@
+"""The Dagster definitions: the graph, its checks and jobs, bound to the environment's resources."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from cartrita_assets.defs.backup import assets as backup_assets
+from cartrita_assets.defs.backup import checks as backup_checks
+from cartrita_assets.defs.cluster import assets as cluster_assets
+from cartrita_assets.defs.cluster import checks as cluster_checks
+from cartrita_assets.defs.jobs import forward_migration_job
+from cartrita_assets.defs.restore import assets as restore_assets
+from cartrita_assets.defs.restore import checks as restore_checks
+from cartrita_assets.environments import build_resources, executor_for
+
+ASSET_MODULES = [backup_assets, cluster_assets, restore_assets]
+CHECK_MODULES = [backup_checks, cluster_checks, restore_checks]
+
+
+def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
+    """All assets, checks and jobs, bound to ``resources`` (default: the current environment's)."""
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules(ASSET_MODULES),
+        asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
+        jobs=[forward_migration_job],
+        resources=resources if resources is not None else build_resources(),
+        executor=executor_for(),
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,1 @@
+"""The asset graph, one folder per migration phase."""

@@ -1,0 +1,15 @@
+"""Jobs: the forward migration subset (and, as they land, rollback and re-index)."""
+
+import dagster as dg
+
+FORWARD_ASSETS = ["v1_backup", "pgvector_cluster", "restored_db"]
+
+forward_migration_job = dg.define_asset_job(
+    "forward_migration_job",
+    selection=dg.AssetSelection.assets(*FORWARD_ASSETS),
+    description=(
+        "Back up v1, bring up v2, restore and verify: every asset with its checks; a failing "
+        "blocking check stops what is downstream."
+    ),
+    tags={"cartrita/kind": "forward"},
+)

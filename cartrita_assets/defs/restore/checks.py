@@ -1,0 +1,172 @@
+"""Checks that v2 holds exactly what v1 held at the backup, and that v1 has not moved on."""
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import dagster as dg
+
+from cartrita_assets import redis_copy
+from cartrita_assets.defs.common import current_backup, table_md
+from cartrita_assets.defs.restore.assets import restored_db
+from cartrita_assets.local.redis import client_for
+from cartrita_assets.manifest import REDIS_NAME, Manifest
+from cartrita_assets.pg import inventory
+from cartrita_assets.pg.connect import connect
+from cartrita_assets.resources.store import BackupStore
+from cartrita_assets.resources.v1 import V1Source
+from cartrita_assets.resources.v2 import V2Target
+
+ERROR = dg.AssetCheckSeverity.ERROR
+
+
+def _spec(name: str, description: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(name, asset=restored_db, blocking=True, description=description)
+
+
+@dg.multi_asset_check(
+    specs=[
+        _spec("row_counts_match_v1", "Every v1 table exists in v2 with the same number of rows."),
+        _spec(
+            "content_hashes_match_v1",
+            "Every v2 table's order-independent content hash (computed server-side) equals v1's "
+            "at the snapshot.",
+        ),
+        _spec(
+            "sequences_match_v1",
+            "Every sequence exists in v2 and continues at or after where v1 left it.",
+        ),
+    ]
+)
+def postgres_matches_v1(
+    context: dg.AssetCheckExecutionContext, v2: V2Target, backups: BackupStore
+) -> Iterator[dg.AssetCheckResult]:
+    """Measure v2 once and compare rows, hashes and sequences with the backup's manifest."""
+    _, manifest = current_backup(context, backups)
+    with connect(v2.admin(manifest.postgres.database), role="v2 PostgreSQL") as conn:
+        tables = inventory.table_states(conn, context.log.debug)
+        sequences = inventory.sequence_states(conn)
+    yield _rows_result(manifest, tables)
+    yield _hash_result(manifest, tables)
+    yield _sequence_result(manifest, sequences)
+
+
+def _rows_result(
+    manifest: Manifest, tables: dict[str, inventory.TableState]
+) -> dg.AssetCheckResult:
+    expected = manifest.postgres.tables
+    bad = [
+        [name, state.rows, tables[name].rows if name in tables else "missing"]
+        for name, state in sorted(expected.items())
+        if name not in tables or tables[name].rows != state.rows
+    ]
+    return dg.AssetCheckResult(
+        check_name="row_counts_match_v1",
+        passed=not bad,
+        severity=ERROR,
+        metadata={
+            "tables_compared": len(expected),
+            "rows_v1": sum(s.rows for s in expected.values()),
+            "rows_v2": sum(s.rows for s in tables.values()),
+            "mismatched_tables": len(bad),
+            "mismatches": table_md(["table", "v1 rows", "v2 rows"], bad[:50]),
+        },
+    )
+
+
+def _hash_result(
+    manifest: Manifest, tables: dict[str, inventory.TableState]
+) -> dg.AssetCheckResult:
+    expected = manifest.postgres.tables
+    bad = sorted(
+        name
+        for name, state in expected.items()
+        if name not in tables or tables[name].content_hash != state.content_hash
+    )
+    return dg.AssetCheckResult(
+        check_name="content_hashes_match_v1",
+        passed=not bad,
+        severity=ERROR,
+        metadata={
+            "tables_compared": len(expected),
+            "mismatched_tables": len(bad),
+            "details": ", ".join(bad[:50]) or "every table's content is identical",
+        },
+    )
+
+
+def _sequence_result(
+    manifest: Manifest, sequences: dict[str, inventory.SequenceState]
+) -> dg.AssetCheckResult:
+    bad = []
+    for name, want in sorted(manifest.postgres.sequences.items()):
+        got = sequences.get(name)
+        behind = got is None or got.last_value < want.last_value
+        # a sequence at the same value that was called in v1 but not in v2 would reissue an id
+        reissues = (
+            got is not None and got.last_value == want.last_value and want.is_called > got.is_called
+        )
+        if behind or reissues:
+            bad.append([name, want.last_value, got.last_value if got else "missing"])
+    return dg.AssetCheckResult(
+        check_name="sequences_match_v1",
+        passed=not bad,
+        severity=ERROR,
+        metadata={
+            "sequences_compared": len(manifest.postgres.sequences),
+            "behind_or_missing": len(bad),
+            "details": table_md(["sequence", "v1", "v2"], bad[:50]),
+        },
+    )
+
+
+@dg.asset_check(asset=restored_db, blocking=True)
+def redis_keys_match_v1(
+    context: dg.AssetCheckExecutionContext, v2: V2Target, backups: BackupStore
+) -> dg.AssetCheckResult:
+    """Every Redis key of the backup is in v2 with the same value and the same absolute expiry
+    (keys whose TTL ran out since the backup are not counted as missing)."""
+    folder, manifest = current_backup(context, backups)
+    if manifest.redis is None:
+        return dg.AssetCheckResult(passed=True, metadata={"note": "v1 has no Redis configured"})
+    settings = v2.redis()
+    diff = redis_copy.compare_keyspace(
+        lambda db: client_for(replace(settings, db=db)),
+        redis_copy.read_backup(folder / REDIS_NAME),
+    )
+    return dg.AssetCheckResult(
+        passed=diff.ok(),
+        metadata={
+            "keys_compared": diff.compared,
+            "missing": diff.missing_count,
+            "different": diff.different_count,
+            "ttl_mismatch": diff.ttl_mismatch_count,
+            "extra_in_v2": diff.extra_count,
+            "expired_since_backup": diff.expired_skipped,
+            "summary": diff.describe(),
+        },
+    )
+
+
+@dg.asset_check(asset=restored_db, blocking=False)
+def v1_unchanged_since_backup(
+    context: dg.AssetCheckExecutionContext, v1: V1Source, backups: BackupStore
+) -> dg.AssetCheckResult:
+    """v1 still holds exactly what the backup recorded (read-only); if not, writes reached v1
+    after the snapshot and are not in v2 yet: take a new backup before cutting over."""
+    _, manifest = current_backup(context, backups)
+    settings = v1.settings()
+    with connect(settings.postgres, role="v1 PostgreSQL", read_only=True) as conn:
+        now = inventory.table_states(conn)
+    changed = sorted(
+        name
+        for name in set(now) | set(manifest.postgres.tables)
+        if now.get(name) != manifest.postgres.tables.get(name)
+    )
+    return dg.AssetCheckResult(
+        passed=not changed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "tables_changed_since_backup": len(changed),
+            "details": ", ".join(changed[:50]) or "v1 is unchanged",
+        },
+    )

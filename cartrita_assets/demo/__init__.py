@@ -1,0 +1,1 @@
+"""Deterministic synthetic Cartrita v1 data set (PostgreSQL schema + rows, Redis keys)."""

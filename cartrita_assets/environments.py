@@ -1,0 +1,77 @@
+"""The one place that turns the environment (``CARTRITA_ENV``) into resources.
+
+``local`` (default): v2 is a pair of servers under the state folder; without a v1 ``.env`` v1 is
+the demo. ``kubernetes``: v2 lives in the cluster and a missing v1 ``.env`` is an error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from cartrita_assets.errors import CartritaError
+from cartrita_assets.paths import state_dir
+from cartrita_assets.resources.lock import MigrationLock
+from cartrita_assets.resources.store import BackupStore
+from cartrita_assets.resources.v1 import V1Source
+from cartrita_assets.resources.v2 import LocalV2Target
+
+ENVIRONMENTS = ("local", "kubernetes")
+
+
+def current_environment() -> str:
+    """``$CARTRITA_ENV``, validated (default ``local``)."""
+    env = os.environ.get("CARTRITA_ENV", "local").strip().lower()
+    if env not in ENVIRONMENTS:
+        raise CartritaError(
+            f"CARTRITA_ENV={env!r} is not an environment; use one of {', '.join(ENVIRONMENTS)}."
+        )
+    return env
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise CartritaError(f"{name} must be a port number, got a non-numeric value.")
+    return int(raw)
+
+
+def build_resources(env: str | None = None, state: Path | None = None) -> dict[str, Any]:
+    """Resources for ``env`` with everything they write kept under ``state``."""
+    env = env or current_environment()
+    state = state or state_dir()
+    if env == "kubernetes":
+        raise CartritaError(
+            "The kubernetes environment is not available in this release yet; "
+            "use CARTRITA_ENV=local."
+        )
+    return {
+        "v1": V1Source(
+            env_file=os.environ.get("CARTRITA_V1_ENV_FILE") or None,
+            default_env_file=".env",
+            allow_demo=True,
+            demo_dir=str(state / "demo-v1"),
+            demo_pg_port=_int_env("CARTRITA_DEMO_PG_PORT", 15432),
+            demo_redis_port=_int_env("CARTRITA_DEMO_REDIS_PORT", 16379),
+            demo_scale=_int_env("CARTRITA_DEMO_SCALE", 1),
+        ),
+        "v2": LocalV2Target(
+            base_dir=str(state / "v2"),
+            pg_port=_int_env("CARTRITA_V2_PG_PORT", 32432),
+            redis_port=_int_env("CARTRITA_V2_REDIS_PORT", 32379),
+        ),
+        "backups": BackupStore(
+            root=os.environ.get("CARTRITA_BACKUP_DIR") or str(state / "backups")
+        ),
+        "migration_lock": MigrationLock(path=str(state / "locks" / "migration.lock")),
+    }
+
+
+def executor_for(env: str | None = None) -> dg.ExecutorDefinition:
+    """Local runs keep every step in one process: faster, and the migration lock is held by it."""
+    return dg.in_process_executor

@@ -1,0 +1,1 @@
+"""Project-managed PostgreSQL (+pgvector) and Redis servers for the embedded default."""

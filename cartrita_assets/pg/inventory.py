@@ -1,0 +1,127 @@
+"""What a database holds, measured server-side: tables with row counts and content hashes,
+sequences, extensions. The same code measures v1 (inside the backup's snapshot) and v2 (after the
+restore), so any difference is a real difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from cartrita_assets.pg.connect import canonical_session
+
+# User tables and partitions that hold rows; extension-owned tables (e.g. config tables) excluded.
+TABLES_SQL = """
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+
+SEQUENCES_SQL = """
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'S'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+
+# Order-independent: the sum of a 64-bit slice of each row's md5. Any changed, missing or extra
+# row changes the sum; the row order on disk does not.
+HASH_SQL = (
+    "SELECT count(*), "
+    "coalesce(sum(('x' || left(md5(t::text), 16))::bit(64)::bigint), 0)::text "
+    "FROM {table} AS t"
+)
+
+
+@dataclass(frozen=True)
+class TableState:
+    """Rows and content hash of one table."""
+
+    rows: int
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class SequenceState:
+    """Where one sequence stands."""
+
+    last_value: int
+    is_called: bool
+
+
+def qualified(schema: str, name: str) -> str:
+    """``schema.name`` as a plain key (used in manifests and metadata)."""
+    return f"{schema}.{name}"
+
+
+def list_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """Every user table as (schema, name), discovered from the catalog."""
+    return [(s, t) for s, t in conn.execute(TABLES_SQL).fetchall()]
+
+
+def table_state(conn: psycopg.Connection, schema: str, table: str) -> TableState:
+    """Count the rows of one table and hash their content, server-side."""
+    query = sql.SQL(HASH_SQL).format(table=sql.Identifier(schema, table))
+    rows, digest = conn.execute(query).fetchone()  # type: ignore[misc]
+    return TableState(rows=int(rows), content_hash=str(digest))
+
+
+def table_states(
+    conn: psycopg.Connection, log: Callable[[str], None] = lambda _m: None
+) -> dict[str, TableState]:
+    """``table_state`` for every user table, with progress lines through ``log``."""
+    canonical_session(conn)
+    tables = list_tables(conn)
+    states: dict[str, TableState] = {}
+    for i, (schema, table) in enumerate(tables, 1):
+        states[qualified(schema, table)] = state = table_state(conn, schema, table)
+        log(f"[{i}/{len(tables)}] {qualified(schema, table)}: {state.rows} rows hashed")
+    return states
+
+
+def sequence_states(conn: psycopg.Connection) -> dict[str, SequenceState]:
+    """The position of every user sequence."""
+    states: dict[str, SequenceState] = {}
+    for schema, name in conn.execute(SEQUENCES_SQL).fetchall():
+        query = sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(schema, name))
+        last_value, is_called = conn.execute(query).fetchone()  # type: ignore[misc]
+        states[qualified(schema, name)] = SequenceState(int(last_value), bool(is_called))
+    return states
+
+
+def extensions(conn: psycopg.Connection) -> dict[str, dict[str, str]]:
+    """Installed extensions: name -> {version, schema}."""
+    rows = conn.execute(
+        "SELECT e.extname, e.extversion, n.nspname FROM pg_extension e "
+        "JOIN pg_namespace n ON n.oid = e.extnamespace ORDER BY 1"
+    ).fetchall()
+    return {name: {"version": version, "schema": schema} for name, version, schema in rows}
+
+
+def referenced_roles(conn: psycopg.Connection) -> list[str]:
+    """Roles that own objects of, or hold privileges in, the current database."""
+    rows = conn.execute(
+        """
+        SELECT DISTINCT r.rolname FROM pg_roles r WHERE r.oid IN (
+          SELECT datdba FROM pg_database WHERE datname = current_database()
+          UNION SELECT relowner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+                  AND n.nspname NOT LIKE 'pg\\_%'
+          UNION SELECT nspowner FROM pg_namespace
+          UNION SELECT proowner FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+          UNION SELECT (aclexplode(relacl)).grantee FROM pg_class WHERE relacl IS NOT NULL
+        ) AND NOT r.rolname LIKE 'pg\\_%' ORDER BY 1
+        """
+    ).fetchall()
+    return [r[0] for r in rows]

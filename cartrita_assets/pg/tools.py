@@ -1,0 +1,168 @@
+"""Run pg_dump / pg_restore with credentials in a 0600 passfile, never on the command line."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cartrita_assets.envfile import PostgresSettings
+from cartrita_assets.local.postgres import pg_binary
+from cartrita_assets.secrets import redact, write_private_file
+
+
+def _passfile_field(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+@contextlib.contextmanager
+def passfile_env(settings: PostgresSettings, app_name: str) -> Iterator[dict[str, str]]:
+    """Environment for a libpq tool: a temporary 0600 passfile in a 0700 folder, removed after."""
+    with tempfile.TemporaryDirectory(prefix="cartrita-pg-") as tmp:
+        path = Path(tmp) / "pgpass"
+        line = ":".join(
+            _passfile_field(v)
+            for v in (settings.host, str(settings.port), "*", settings.user, settings.password)
+        )
+        write_private_file(path, line + "\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env.update(
+            PGPASSFILE=str(path),
+            PGHOST=settings.host,
+            PGPORT=str(settings.port),
+            PGUSER=settings.user,
+            PGAPPNAME=app_name,
+            PGCONNECT_TIMEOUT="10",
+        )
+        if settings.sslmode:
+            env["PGSSLMODE"] = settings.sslmode
+        yield env
+
+
+@dataclass
+class ToolResult:
+    """Exit code and (redacted) stderr lines of one tool run."""
+
+    returncode: int
+    stderr: list[str]
+
+
+def run_tool(
+    args: Sequence[str],
+    settings: PostgresSettings,
+    *,
+    app_name: str,
+    log: Callable[[str], None] = lambda _m: None,
+    on_start: Callable[[subprocess.Popen[str]], None] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> ToolResult:
+    """Run a PostgreSQL client program, streaming its stderr lines to ``log`` as progress.
+
+    Args:
+        args: program name (e.g. ``"pg_dump"``) and its arguments, with no credentials in them.
+        settings: where to connect; the password goes to a passfile.
+        app_name: ``application_name`` the server sees.
+        log: receives each stderr line, with any secret removed.
+        on_start: called with the running process (e.g. to wait for a snapshot to be taken).
+        extra_env: additional environment (e.g. ``PGOPTIONS``).
+    """
+    with passfile_env(settings, app_name) as env:
+        env.update(extra_env or {})
+        proc = subprocess.Popen(
+            [pg_binary(args[0]), *args[1:]],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
+        lines: list[str] = []
+        reader = threading.Thread(target=_pump, args=(proc, lines, settings, log), daemon=True)
+        reader.start()
+        if on_start:
+            on_start(proc)
+        proc.wait()
+        reader.join()
+    return ToolResult(proc.returncode, lines)
+
+
+def _pump(
+    proc: subprocess.Popen[str],
+    lines: list[str],
+    settings: PostgresSettings,
+    log: Callable[[str], None],
+) -> None:
+    assert proc.stderr is not None
+    for raw in proc.stderr:
+        line = redact(raw.rstrip("\n"), [settings.password])
+        lines.append(line)
+        log(line)
+
+
+@dataclass(frozen=True)
+class TocEntry:
+    """One line of ``pg_restore --list``."""
+
+    dump_id: int
+    kind: str
+    schema: str
+    name: str
+
+
+TOC_KINDS = ("TABLE DATA", "SEQUENCE SET", "EXTENSION", "TABLE", "SEQUENCE", "INDEX")
+
+
+def read_toc(dump_dir: Path) -> list[TocEntry]:
+    """Parse the archive's table of contents with ``pg_restore --list``.
+
+    Raises:
+        subprocess.CalledProcessError: the archive is unreadable.
+    """
+    out = subprocess.run(
+        [pg_binary("pg_restore"), "--list", str(dump_dir)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return [e for line in out.stdout.splitlines() if (e := _parse_toc_line(line))]
+
+
+def _parse_toc_line(line: str) -> TocEntry | None:
+    # "3456; 1259 16390 TABLE DATA public users owner"
+    if not line or line.startswith(";"):
+        return None
+    head, _, rest = line.partition("; ")
+    parts = rest.split(" ", 2)
+    if not head.isdigit() or len(parts) < 3:
+        return None
+    desc = parts[2]
+    for kind in TOC_KINDS:
+        if desc.startswith(kind + " "):
+            fields = desc[len(kind) + 1 :].split(" ")
+            return TocEntry(int(head), kind, fields[0], fields[1] if len(fields) > 1 else "")
+    return None
+
+
+def count_copy_rows(data_file: Path) -> int:
+    """Rows in one uncompressed directory-format data file.
+
+    The file is COPY text (one line per row, newlines inside values escaped) ending with a
+    ``\\.`` terminator line and blank lines; rows are the lines before the terminator.
+    """
+    size = data_file.stat().st_size
+    with data_file.open("rb") as fh:
+        fh.seek(max(0, size - 64))
+        tail_start = fh.tell()
+        tail = fh.read()
+        marker = tail.rfind(b"\\.\n")
+        end = size if marker < 0 else tail_start + marker
+        fh.seek(0)
+        rows, read = 0, 0
+        while read < end:
+            chunk = fh.read(min(1 << 20, end - read))
+            rows += chunk.count(b"\n")
+            read += len(chunk)
+    return rows

@@ -1,0 +1,1 @@
+"""Dagster resources: the v1 source, the v2 target and the backup store."""

@@ -1,0 +1,64 @@
+"""One migration at a time: forward and rollback runs share an exclusive lock.
+
+The lock is an OS file lock held by the run's process for the whole run (the local environment
+runs all steps in one process), so a crashed or killed run releases it with its process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from cartrita_assets.errors import MigrationLockedError
+
+# lock path -> (run id, file descriptor) held by this process
+_HELD: dict[str, tuple[str, int]] = {}
+
+
+class MigrationLock(dg.ConfigurableResource):
+    """The exclusive lock file shared by ``forward_migration_job`` and ``rollback_job``."""
+
+    path: str = ".cartrita/locks/migration.lock"
+
+    def hold(self, context: dg.AssetExecutionContext) -> None:
+        """Take the lock for this run (idempotent within the run), or refuse clearly."""
+        path = Path(self.path).expanduser().resolve()
+        key = str(path)
+        held = _HELD.get(key)
+        if held and held[0] == context.run_id:
+            return
+        if held:
+            self._release_finished(context, key, held)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise MigrationLockedError(
+                f"Another migration run is in progress ({holder}). Forward and rollback never run "
+                "at the same time: wait for it to finish, or terminate it in the Dagster UI, then "
+                "launch this job again."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{context.job_name} run {context.run_id}, pid {os.getpid()}".encode(), 0)
+        _HELD[key] = (context.run_id, fd)
+        context.log.info(f"Holding the migration lock {path} for run {context.run_id}")
+
+    @staticmethod
+    def _release_finished(
+        context: dg.AssetExecutionContext, key: str, held: tuple[str, int]
+    ) -> None:
+        """This process holds the lock for an earlier run: release it if that run has ended."""
+        run = context.instance.get_run_by_id(held[0])
+        if run is not None and not run.is_finished:
+            raise MigrationLockedError(
+                f"Run {held[0]} of {run.job_name} is still in progress in this process. Forward "
+                "and rollback never run at the same time: wait for it to finish."
+            )
+        os.close(held[1])
+        del _HELD[key]

@@ -1,0 +1,78 @@
+"""The v1 source: the user's v1 environment file, or the demo v1 when there is none."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+
+from cartrita_assets.demo.servers import DemoV1
+from cartrita_assets.envfile import V1Settings, read_env_file
+from cartrita_assets.errors import EnvFileError
+
+
+class V1Source(dg.ConfigurableResource):
+    """Where v1's PostgreSQL and Redis are, read from v1's ``.env`` at run time.
+
+    With ``env_file`` unset, ``default_env_file`` is used when it exists; otherwise, if
+    ``allow_demo``, v1 is the demo (synthetic data, clearly labelled in every output).
+    """
+
+    env_file: str | None = None
+    default_env_file: str = ".env"
+    allow_demo: bool = True
+    demo_dir: str = ".cartrita/demo-v1"
+    demo_pg_port: int = 15432
+    demo_redis_port: int = 16379
+    demo_scale: int = 1
+    demo_durable: bool = True
+
+    def resolved_env_file(self) -> Path | None:
+        """The environment file in use, or None when v1 is the demo."""
+        if self.env_file:
+            path = Path(self.env_file).expanduser()
+            if not path.exists():
+                raise EnvFileError(
+                    f"{path}: the v1 environment file does not exist. Fix CARTRITA_V1_ENV_FILE "
+                    "(or --env-file) to name v1's .env."
+                )
+            return path
+        default = Path(self.default_env_file)
+        if default.exists():
+            return default
+        if not self.allow_demo:
+            raise EnvFileError(
+                f"{default.resolve()}: no v1 environment file, and the demo v1 is off in this "
+                "environment. Set CARTRITA_V1_ENV_FILE to v1's .env."
+            )
+        return None
+
+    def is_demo(self) -> bool:
+        """True when v1 is the synthetic demo."""
+        return self.resolved_env_file() is None
+
+    def demo(self, log: Callable[[str], None] = lambda _m: None) -> DemoV1:
+        """The demo v1 (not started)."""
+        return DemoV1(
+            Path(self.demo_dir), self.demo_pg_port, self.demo_redis_port,
+            scale=self.demo_scale, durable=self.demo_durable, log=log,
+        )  # fmt: skip
+
+    def settings(self, log: Callable[[str], None] = lambda _m: None) -> V1Settings:
+        """Parse the environment file (starting the demo first when v1 is the demo)."""
+        path = self.resolved_env_file()
+        if path is None:
+            return self.demo(log).ensure()
+        return V1Settings.from_env_file(read_env_file(path))
+
+    def describe(self) -> dict[str, str]:
+        """Where v1 comes from, for manifests and metadata (no secrets)."""
+        path = self.resolved_env_file()
+        if path is None:
+            return {
+                "kind": "demo",
+                "note": f"DEMO v1: synthetic Cartrita data set (scale={self.demo_scale})",
+                "env_file": str(Path(self.demo_dir) / ".env"),
+            }
+        return {"kind": "env-file", "note": "v1 from its environment file", "env_file": str(path)}
