@@ -71,8 +71,8 @@ def preflight(v1: V1Settings, backup_root: Path, min_free_ratio: float = 2.0) ->
         raise PreflightError(
             f"Not enough free disk for the backup at {backup_root}: the v1 database is "
             f"{_gib(size)}, the backup needs {min_free_ratio:g}x that "
-            f"({_gib(size * min_free_ratio)}) and only {_gib(free)} is free. Free some space or set CARTRITA_BACKUP_DIR to a "
-            "larger disk."
+            f"({_gib(size * min_free_ratio)}) and only {_gib(free)} is free. Free some space "
+            "or set CARTRITA_BACKUP_DIR to a larger disk."
         )
     redis_version = _redis_version(v1.redis) if v1.redis else None
     return Preflight(version, major, int(size), free, exts, redis_version)

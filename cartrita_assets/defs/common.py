@@ -1,11 +1,12 @@
 """Small helpers shared by the phases."""
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
 
-from cartrita_assets.errors import PreflightError
+from cartrita_assets.errors import CartritaError, PreflightError
 from cartrita_assets.manifest import Manifest
 from cartrita_assets.resources.store import BackupStore
 
@@ -36,3 +37,15 @@ def table_md(header: list[str], rows: list[list[object]]) -> dg.MetadataValue:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return dg.MetadataValue.md("\n".join(lines))
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Show a project error as one clear message in the UI (a ``dg.Failure``, no stack trace).
+
+    The message is the error's own: it names the problem and the fix and holds no secret.
+    """
+    try:
+        yield
+    except CartritaError as exc:
+        raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from None

@@ -75,4 +75,4 @@ class V1Source(dg.ConfigurableResource):
                 "note": f"DEMO v1: synthetic Cartrita data set (scale={self.demo_scale})",
                 "env_file": str(Path(self.demo_dir) / ".env"),
             }
-        return {"kind": "env-file", "note": "v1 from its environment file", "env_file": str(path)}
+        return {"kind": "env-file", "note": f"v1 from {path.resolve()}", "env_file": str(path)}

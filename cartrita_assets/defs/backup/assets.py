@@ -3,7 +3,7 @@
 import dagster as dg
 
 from cartrita_assets.backup import take_backup
-from cartrita_assets.defs.common import OWNERS, progress, table_md
+from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
@@ -24,35 +24,36 @@ def v1_backup(
     row counts, content hashes, sequences and file checksums that every later step is checked
     against. v1 is only read.
     """
-    migration_lock.hold(context)
-    source = v1.describe()
-    context.log.info(source["note"])
-    settings = v1.settings(progress(context))
-    folder, manifest = take_backup(
-        settings,
-        backups.path(),
-        source=source,
-        log=progress(context),
-        min_free_ratio=backups.min_free_ratio,
-        jobs=backups.dump_jobs,
-    )
-    pg = manifest.postgres
-    rows = sum(t.rows for t in pg.tables.values())
-    return dg.MaterializeResult(
-        metadata={
-            "v1_source": source["note"],
-            "backup_id": manifest.backup_id,
-            "backup_path": dg.MetadataValue.path(str(folder)),
-            "v1_postgres": settings.postgres.masked_dsn(),
-            "v1_server_version": pg.server_version,
-            "database_bytes": pg.size_bytes,
-            "tables": len(pg.tables),
-            "dagster/row_count": rows,
-            "sequences": len(pg.sequences),
-            "extensions": ", ".join(f"{k} {v['version']}" for k, v in pg.extensions.items()),
-            "redis_keys": sum(manifest.redis.keys_per_db.values()) if manifest.redis else 0,
-            "table_rows": table_md(
-                ["table", "rows"], [[name, t.rows] for name, t in sorted(pg.tables.items())]
-            ),
-        }
-    )
+    with user_errors():
+        migration_lock.hold(context)
+        source = v1.describe()
+        context.log.info(source["note"])
+        settings = v1.settings(progress(context))
+        folder, manifest = take_backup(
+            settings,
+            backups.path(),
+            source=source,
+            log=progress(context),
+            min_free_ratio=backups.min_free_ratio,
+            jobs=backups.dump_jobs,
+        )
+        pg = manifest.postgres
+        rows = sum(t.rows for t in pg.tables.values())
+        return dg.MaterializeResult(
+            metadata={
+                "v1_source": source["note"],
+                "backup_id": manifest.backup_id,
+                "backup_path": dg.MetadataValue.path(str(folder)),
+                "v1_postgres": settings.postgres.masked_dsn(),
+                "v1_server_version": pg.server_version,
+                "database_bytes": pg.size_bytes,
+                "tables": len(pg.tables),
+                "dagster/row_count": rows,
+                "sequences": len(pg.sequences),
+                "extensions": ", ".join(f"{k} {v['version']}" for k, v in pg.extensions.items()),
+                "redis_keys": sum(manifest.redis.keys_per_db.values()) if manifest.redis else 0,
+                "table_rows": table_md(
+                    ["table", "rows"], [[name, t.rows] for name, t in sorted(pg.tables.items())]
+                ),
+            }
+        )

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from cartrita_assets.defs.common import OWNERS, progress
+from cartrita_assets.defs.common import OWNERS, progress, user_errors
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.v2 import V2Target
@@ -14,17 +14,18 @@ def pgvector_cluster(
 ) -> dg.MaterializeResult:
     """v2's PostgreSQL (with the pgvector extension available) and Redis, running and accepting
     authenticated connections."""
-    migration_lock.hold(context)
-    endpoints = v2.ensure_running(progress(context))
-    with connect(v2.admin(), role="v2 PostgreSQL") as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-        vector = conn.execute(
-            "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
-        ).fetchone()
-    return dg.MaterializeResult(
-        metadata={
-            **endpoints,
-            "postgres_version": version,
-            "pgvector_version": vector[0] if vector else "not available",
-        }
-    )
+    with user_errors():
+        migration_lock.hold(context)
+        endpoints = v2.ensure_running(progress(context))
+        with connect(v2.admin(), role="v2 PostgreSQL") as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+            vector = conn.execute(
+                "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
+            ).fetchone()
+        return dg.MaterializeResult(
+            metadata={
+                **endpoints,
+                "postgres_version": version,
+                "pgvector_version": vector[0] if vector else "not available",
+            }
+        )

@@ -4,7 +4,7 @@ import dagster as dg
 
 from cartrita_assets.defs.backup.assets import v1_backup
 from cartrita_assets.defs.cluster.assets import pgvector_cluster
-from cartrita_assets.defs.common import OWNERS, current_backup, progress
+from cartrita_assets.defs.common import OWNERS, current_backup, progress, user_errors
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
@@ -35,31 +35,32 @@ def restored_db(
 ) -> dg.MaterializeResult:
     """v1's database and Redis keys in v2, restored from the latest verified backup (checksums
     verified first, no major downgrade, pgvector created before the restore)."""
-    migration_lock.hold(context)
-    log = progress(context)
-    folder, manifest = current_backup(context, backups)
-    verify_backup(folder, manifest)
-    log(f"Backup {manifest.backup_id}: every file matches its sha256")
-    app = v1.settings(log).postgres
-    outcome = restore_postgres(
-        v2.admin(), folder, manifest, app,
-        log=log, replace_existing=config.replace_existing_database, jobs=backups.dump_jobs,
-    )  # fmt: skip
-    redis_restored = 0
-    if manifest.redis is not None:
-        redis_restored = restore_redis(v2.redis(), folder, log).restored
-    return dg.MaterializeResult(
-        metadata={
-            "backup_id": manifest.backup_id,
-            "v1_source": manifest.source.get("note", ""),
-            "database": outcome.database,
-            "action": outcome.action,
-            "restore_seconds": round(outcome.seconds, 2),
-            "v2_postgres": v2.admin(outcome.database).masked_dsn(),
-            "roles": ", ".join(f"{k}: {v}" for k, v in outcome.roles.items()) or "unchanged",
-            "extensions": ", ".join(outcome.extensions),
-            "tables": len(manifest.postgres.tables),
-            "dagster/row_count": sum(t.rows for t in manifest.postgres.tables.values()),
-            "redis_keys_restored": redis_restored,
-        }
-    )
+    with user_errors():
+        migration_lock.hold(context)
+        log = progress(context)
+        folder, manifest = current_backup(context, backups)
+        verify_backup(folder, manifest)
+        log(f"Backup {manifest.backup_id}: every file matches its sha256")
+        app = v1.settings(log).postgres
+        outcome = restore_postgres(
+            v2.admin(), folder, manifest, app,
+            log=log, replace_existing=config.replace_existing_database, jobs=backups.dump_jobs,
+        )  # fmt: skip
+        redis_restored = 0
+        if manifest.redis is not None:
+            redis_restored = restore_redis(v2.redis(), folder, log).restored
+        return dg.MaterializeResult(
+            metadata={
+                "backup_id": manifest.backup_id,
+                "v1_source": manifest.source.get("note", ""),
+                "database": outcome.database,
+                "action": outcome.action,
+                "restore_seconds": round(outcome.seconds, 2),
+                "v2_postgres": v2.admin(outcome.database).masked_dsn(),
+                "roles": ", ".join(f"{k}: {v}" for k, v in outcome.roles.items()) or "unchanged",
+                "extensions": ", ".join(outcome.extensions),
+                "tables": len(manifest.postgres.tables),
+                "dagster/row_count": sum(t.rows for t in manifest.postgres.tables.values()),
+                "redis_keys_restored": redis_restored,
+            }
+        )

@@ -1,0 +1,119 @@
+"""``cartrita``: run the migration, and look after the local servers, from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cartrita_assets.errors import CartritaError
+from cartrita_assets.instance import ensure_dagster_home
+from cartrita_assets.paths import PROJECT_ROOT
+
+
+def _forward(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from cartrita_assets.definitions import build_definitions
+    from cartrita_assets.run_summary import RunSummary
+
+    ensure_dagster_home()
+    defs = build_definitions()
+    job = defs.resolve_job_def("forward_migration_job")
+    config = {
+        "ops": {
+            "restored_db": {"config": {"replace_existing_database": args.replace_existing_database}}
+        }
+    }
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(), run_config=config, raise_on_error=False
+    )
+    summary = RunSummary.from_result(result)
+    report = summary.write(Path(args.reports_dir))
+    print(summary.markdown())
+    print(f"Run summary written to {report.resolve()}")
+    print("Browse the run and the asset graph with: cartrita dev")
+    return 0 if result.success else 1
+
+
+def _servers(args: argparse.Namespace) -> int:
+    from cartrita_assets.environments import build_resources
+
+    resources = build_resources()
+    v2, demo = resources["v2"], resources["v1"].demo(print)
+    targets = [("v2", v2.servers(print)), ("demo v1", demo.servers())]
+    for label, (pg, rds) in targets:
+        if args.action == "stop":
+            print(f"{label} PostgreSQL: {'stopped' if pg.stop() else 'was not running'}")
+            print(f"{label} Redis: {'stopped' if rds.stop() else 'was not running'}")
+        elif args.action == "start" and label == "v2":
+            print(v2.ensure_running(print))
+        else:
+            for kind, server in (("PostgreSQL", pg), ("Redis", rds)):
+                state = "running" if server.is_running() else "stopped"
+                print(f"{label} {kind} on 127.0.0.1:{server.port}: {state}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from cartrita_assets.environments import build_resources
+
+    source = build_resources()["v1"]
+    demo = source.demo(print)
+    if args.scale is not None:
+        demo.scale = args.scale
+    if args.action == "stop":
+        demo.stop()
+        return 0
+    settings = demo.ensure()
+    print(f"Demo v1 PostgreSQL: {settings.postgres.masked_dsn()}")
+    if settings.redis:
+        print(f"Demo v1 Redis: {settings.redis.masked_url()}")
+    print(f"Its environment file (0600, holds the passwords): {demo.env_file.resolve()}")
+    return 0
+
+
+def _dev(_args: argparse.Namespace) -> int:
+    ensure_dagster_home()
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml")]
+    return subprocess.call(cmd, env=os.environ.copy())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``cartrita`` argument parser."""
+    parser = argparse.ArgumentParser(prog="cartrita", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    fwd = sub.add_parser("forward", help="run forward_migration_job and write a run summary")
+    fwd.add_argument("--env-file", help="v1's .env (default: ./.env, else the demo v1)")
+    fwd.add_argument("--reports-dir", default="reports", help="where run summaries go")
+    fwd.add_argument("--replace-existing-database", action="store_true",
+                     help="let restored_db replace a v2 database it did not restore")  # fmt: skip
+    fwd.set_defaults(func=_forward)
+    srv = sub.add_parser("servers", help="status, start or stop the local v2 and demo servers")
+    srv.add_argument("action", choices=["status", "start", "stop"])
+    srv.set_defaults(func=_servers)
+    demo = sub.add_parser("demo", help="start (and seed) or stop the demo v1 on its own")
+    demo.add_argument("action", choices=["start", "stop"])
+    demo.add_argument("--scale", type=int, default=None, help="data set size (default 1)")
+    demo.set_defaults(func=_demo)
+    dev = sub.add_parser("dev", help="open the Dagster UI on this project (dagster dev)")
+    dev.set_defaults(func=_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cartrita`` command."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, "env_file", None):
+        os.environ["CARTRITA_V1_ENV_FILE"] = str(Path(args.env_file).resolve())
+    try:
+        return int(args.func(args))
+    except CartritaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

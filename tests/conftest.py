@@ -1,0 +1,94 @@
+"""Session fixtures: a real demo v1 (PostgreSQL 18 + pgvector, Redis) and per-test v2 servers."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from cartrita_assets.demo.servers import DemoV1
+from cartrita_assets.local.system import free_port
+from cartrita_assets.resources.lock import MigrationLock
+from cartrita_assets.resources.store import BackupStore
+from cartrita_assets.resources.v1 import V1Source
+from cartrita_assets.resources.v2 import LocalV2Target
+
+
+@pytest.fixture(scope="session")
+def base_dir() -> Iterator[Path]:
+    """A 0755 scratch folder: the servers run as another user when tests run as root, and
+    pytest's own tmp_path is 0700."""
+    path = Path(tempfile.mkdtemp(prefix="cartrita-tests-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def demo_v1(base_dir: Path) -> Iterator[DemoV1]:
+    """The demo v1, seeded once per session (scale 1)."""
+    demo = DemoV1(base_dir / "demo-v1", free_port(), free_port(), scale=1, durable=False)
+    try:
+        demo.ensure()
+        yield demo
+    finally:
+        demo.stop()
+
+
+@pytest.fixture
+def test_dir(base_dir: Path, request: pytest.FixtureRequest) -> Path:
+    """A fresh 0755 folder for one test."""
+    path = base_dir / "t" / request.node.name[:60]
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def v2(test_dir: Path) -> Iterator[LocalV2Target]:
+    """A v2 of its own for each test (a fresh server starts in well under a second)."""
+    target = LocalV2Target(
+        base_dir=str(test_dir / "v2"), pg_port=free_port(), redis_port=free_port(), durable=False
+    )
+    try:
+        yield target
+    finally:
+        target.stop(lambda _m: None)
+
+
+def v1_source(demo: DemoV1, env_file: Path | None = None) -> V1Source:
+    """A V1Source on the session's demo (or on ``env_file`` when given)."""
+    return V1Source(
+        env_file=str(env_file) if env_file else None,
+        default_env_file=str(demo.base_dir / "no-such-file.env"),
+        demo_dir=str(demo.base_dir),
+        demo_pg_port=demo.pg_port,
+        demo_redis_port=demo.redis_port,
+        demo_scale=demo.scale,
+        demo_durable=False,
+    )
+
+
+@pytest.fixture
+def resources(demo_v1: DemoV1, v2: LocalV2Target, test_dir: Path) -> dict[str, Any]:
+    """The local environment's resources, wired to the test's servers and folders."""
+    return {
+        "v1": v1_source(demo_v1),
+        "v2": v2,
+        "backups": BackupStore(root=str(test_dir / "backups")),
+        "migration_lock": MigrationLock(path=str(test_dir / "migration.lock")),
+    }
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst

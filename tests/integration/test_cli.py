@@ -1,0 +1,49 @@
+"""The ``cartrita`` command as a user runs it, on a real v1 environment file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cartrita_assets.local.system import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_forward_from_a_v1_env_file_writes_a_summary(demo_v1, test_dir):
+    env_file = test_dir / "v1.env"
+    shutil.copy(demo_v1.env_file, env_file)
+    password = next(
+        line.split("=", 1)[1] for line in env_file.read_text().splitlines()
+        if line.startswith("POSTGRES_PASSWORD=")
+    )  # fmt: skip
+    env = {
+        **os.environ,
+        "CARTRITA_STATE_DIR": str(test_dir / "state"),
+        "CARTRITA_V2_PG_PORT": str(free_port()),
+        "CARTRITA_V2_REDIS_PORT": str(free_port()),
+    }
+    env.pop("DAGSTER_HOME", None)
+    cartrita = str(Path(os.sys.executable).parent / "cartrita")
+    try:
+        args = ["forward", "--env-file", str(env_file), "--reports-dir", str(test_dir / "reports")]
+        out = subprocess.run(
+            [cartrita, *args], cwd=test_dir, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        assert "Result: SUCCESS" in out.stdout
+        report = Path(out.stdout.split("Run summary written to ")[1].split()[0])
+        summary = json.loads((report.parent / "summary.json").read_text())
+        assert summary["success"] and len(summary["checks"]) == 9
+        assert all(c["passed"] for c in summary["checks"])
+        assert summary["materialized"]["v1_backup"]["v1_source"] == f"v1 from {env_file.resolve()}"
+        assert password not in out.stdout + out.stderr
+        assert (test_dir / "state" / "dagster_home" / "dagster.yaml").exists()
+        assert not (test_dir / "state" / "demo-v1").exists()  # a real v1 file: no demo started
+    finally:
+        subprocess.run([cartrita, "servers", "stop"], cwd=test_dir, env=env, capture_output=True)

@@ -1,0 +1,292 @@
+"""The forward data path on real servers: nothing lost, bad input stopped, re-runs converge."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from helpers import (
+    check_results,
+    event_log_text,
+    failure_messages,
+    materialize,
+    materialized,
+    run_job,
+)
+
+from cartrita_assets import redis_copy
+from cartrita_assets.local.redis import client_for
+from cartrita_assets.manifest import DUMP_NAME, Manifest
+from cartrita_assets.pg.connect import connect
+
+pytestmark = pytest.mark.integration
+
+FORWARD_CHECKS = {
+    "pgvector_extension_available",
+    "redis_responds",
+    "backup_is_restorable",
+    "backup_matches_v1_snapshot",
+    "row_counts_match_v1",
+    "content_hashes_match_v1",
+    "sequences_match_v1",
+    "redis_keys_match_v1",
+    "v1_unchanged_since_backup",
+}
+
+# An independent comparison: every row's text, sorted, aggregated, per table.
+TABLE_DIGEST = "SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM {} t"
+
+
+def _table_digests(settings, dbname: str) -> dict[str, str]:
+    from psycopg import sql
+
+    with connect(settings, role="test", dbname=dbname) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        tables = conn.execute(
+            "SELECT schemaname, tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+        ).fetchall()
+        return {
+            f"{s}.{t}": conn.execute(sql.SQL(TABLE_DIGEST).format(sql.Identifier(s, t))).fetchone()[
+                0
+            ]
+            for s, t in tables
+        }
+
+
+def _sequences(settings, dbname: str) -> dict[str, tuple[int, bool]]:
+    from psycopg import sql
+
+    with connect(settings, role="test", dbname=dbname) as conn:
+        names = conn.execute("SELECT schemaname, sequencename FROM pg_sequences").fetchall()
+        return {
+            f"{s}.{n}": tuple(
+                conn.execute(
+                    sql.SQL("SELECT last_value, is_called FROM {}").format(sql.Identifier(s, n))
+                ).fetchone()
+            )
+            for s, n in names
+        }
+
+
+def _redis_state(settings) -> dict[tuple[int, bytes], tuple[str, int | None]]:
+    records = redis_copy.read_keyspace(lambda db: client_for(replace(settings, db=db)))
+    return {(r.db, r.key): (r.digest(), r.expire_at_ms) for r in records}
+
+
+def test_demo_v1_to_v2_loses_nothing(resources, instance, demo_v1):
+    result = run_job(resources, instance)
+
+    assert result.success, failure_messages(result)
+    assert materialized(result) == {"v1_backup", "pgvector_cluster", "restored_db"}
+    checks = check_results(result)
+    assert set(checks) == FORWARD_CHECKS
+    assert all(checks.values()), checks
+    # Verified independently of the project's own checks: tables, rows, sequences, Redis.
+    v1 = resources["v1"].settings()
+    v2 = resources["v2"]
+    assert _table_digests(v1.postgres, "cartrita") == _table_digests(v2.admin(), "cartrita")
+    assert len(_table_digests(v1.postgres, "cartrita")) >= 10
+    assert _sequences(v1.postgres, "cartrita") == _sequences(v2.admin(), "cartrita")
+    v1_keys, v2_keys = _redis_state(v1.redis), _redis_state(v2.redis())
+    assert v1_keys.keys() == v2_keys.keys() and len(v1_keys) > 50
+    for key, (digest, expiry) in v1_keys.items():
+        assert v2_keys[key][0] == digest
+        assert (expiry is None) == (v2_keys[key][1] is None)
+        if expiry is not None:
+            assert abs(v2_keys[key][1] - expiry) <= 2000
+    # The app role keeps v1's password in v2.
+    with connect(
+        replace(v2.admin("cartrita"), user=v1.postgres.user, password=v1.postgres.password),
+        role="test",
+    ):
+        pass
+
+
+def test_rerun_converges(resources, instance):
+    first = run_job(resources, instance)
+    second = run_job(resources, instance)
+
+    assert first.success and second.success, failure_messages(second)
+    assert all(check_results(second).values())
+    restored = [
+        e.event_specific_data.materialization.metadata["action"].value
+        for e in second.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+        and e.event_specific_data.materialization.asset_key.to_user_string() == "restored_db"
+    ]
+    assert restored == ["replaced"]
+
+
+def _downstream_probe() -> dg.AssetsDefinition:
+    @dg.asset(deps=["restored_db"])
+    def downstream_probe() -> dg.MaterializeResult:
+        return dg.MaterializeResult()
+
+    return downstream_probe
+
+
+def _checks_and_probe(resources, instance) -> dg.ExecuteInProcessResult:
+    from cartrita_assets.definitions import build_definitions
+
+    probe = _downstream_probe()
+    job = dg.define_asset_job(
+        "verify_then_probe",
+        selection=dg.AssetSelection.checks_for_assets("restored_db")
+        | dg.AssetSelection.assets(probe),
+    )
+    defs = dg.Definitions.merge(
+        build_definitions(resources), dg.Definitions(assets=[probe], jobs=[job])
+    )
+    return defs.resolve_job_def("verify_then_probe").execute_in_process(
+        instance=instance, raise_on_error=False
+    )
+
+
+def test_changed_v2_row_fails_content_hash_and_blocks_downstream(resources, instance):
+    assert run_job(resources, instance).success
+    untouched = _checks_and_probe(resources, instance)
+    assert check_results(untouched)["content_hashes_match_v1"] is True
+    assert "downstream_probe" in materialized(untouched)
+
+    with connect(resources["v2"].admin("cartrita"), role="test") as conn:
+        conn.execute("UPDATE public.users SET name = name || '!' WHERE id = 3")
+    result = _checks_and_probe(resources, instance)
+
+    checks = check_results(result)
+    assert checks["content_hashes_match_v1"] is False
+    assert checks["row_counts_match_v1"] is True  # same rows, different content
+    assert "downstream_probe" not in materialized(result)
+
+
+def test_tampered_dump_is_refused_before_restore(resources, instance):
+    assert materialize(resources, instance, "v1_backup", "pgvector_cluster").success
+    folder = Path(resources["backups"].root)
+    data_file = sorted((next(folder.iterdir()) / DUMP_NAME).glob("*.dat"))[0]
+    data_file.write_bytes(data_file.read_bytes().replace(b"\t", b"\t ", 1))
+
+    result = materialize(resources, instance, "restored_db")
+
+    assert not result.success
+    assert "restored_db" not in materialized(result)
+    messages = " ".join(failure_messages(result))
+    assert "does not match its manifest" in messages and data_file.name in messages
+    with connect(resources["v2"].admin(), role="test") as conn:
+        found = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'cartrita%'")
+        assert found.fetchone()[0] == 0
+
+
+def test_major_downgrade_is_refused(resources, instance):
+    from cartrita_assets.errors import PreflightError
+    from cartrita_assets.restore import check_target
+
+    assert run_job(resources, instance).success
+    folder = next(Path(resources["backups"].root).iterdir())
+    manifest = Manifest.load(folder)
+    manifest.postgres.major = 19  # as if v1 ran a newer PostgreSQL than v2
+
+    with (
+        connect(resources["v2"].admin(), role="test") as conn,
+        pytest.raises(PreflightError) as err,
+    ):
+        check_target(conn, manifest)
+    assert "older major" in str(err.value) and "19" in str(err.value)
+
+
+def test_wrong_v1_password_is_a_clear_error_without_the_password(
+    resources, instance, demo_v1, test_dir
+):
+    text = demo_v1.env_file.read_text()
+    real = resources["v1"].settings().postgres.password
+    bad = "Wr0ng-Pa55word-xyz"
+    env_file = test_dir / "v1.env"
+    env_file.write_text(text.replace(real, bad))
+    from conftest import v1_source
+
+    resources = {**resources, "v1": v1_source(demo_v1, env_file)}
+    result = run_job(resources, instance)
+
+    assert not result.success
+    message = " ".join(failure_messages(result))
+    assert "password authentication failed" in message and "cartrita" in message
+    assert bad not in message and real not in message
+    assert bad not in event_log_text(instance, result.run_id)
+
+
+def test_v1_password_never_leaks(resources, instance, capfd):
+    password = resources["v1"].settings().postgres.password
+    result = run_job(resources, instance)
+    assert result.success
+
+    assert password not in event_log_text(instance, result.run_id)
+    out, err = capfd.readouterr()
+    assert password not in out and password not in err
+    folder = next(Path(resources["backups"].root).iterdir())
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert path.stat().st_mode & 0o077 == 0, path
+        if path.is_file() and DUMP_NAME not in path.parts:
+            assert password.encode() not in path.read_bytes(), path
+    assert folder.stat().st_mode & 0o777 == 0o700
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["source"]["kind"] == "demo"
+
+
+def test_second_concurrent_run_is_refused(resources, instance):
+    import fcntl
+    import os
+
+    lock_path = Path(resources["migration_lock"].path)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.write(fd, b"forward_migration_job run other-run, pid 1")
+    fcntl.flock(fd, fcntl.LOCK_EX)  # what a run in another process holds while it works
+    try:
+        result = run_job(resources, instance)
+    finally:
+        os.close(fd)
+
+    assert not result.success
+    assert materialized(result) == set()
+    assert any(
+        "Another migration run is in progress (forward_migration_job run other-run" in m
+        for m in failure_messages(result)
+    )
+    assert run_job(resources, instance).success  # once released, the next run proceeds
+
+
+def test_not_enough_disk_stops_before_writing(resources, instance):
+    from cartrita_assets.resources.store import BackupStore
+
+    store = BackupStore(root=resources["backups"].root, min_free_ratio=1e9)
+    resources = {**resources, "backups": store}
+    result = run_job(resources, instance)
+
+    assert not result.success
+    assert "Not enough free disk for the backup" in " ".join(failure_messages(result))
+    root = Path(resources["backups"].root)
+    assert not root.exists() or not any(root.iterdir())
+
+
+def test_write_to_v1_after_backup_is_reported(resources, instance):
+    v1 = resources["v1"].settings().postgres
+    assert run_job(resources, instance).success
+    with connect(v1, role="test") as conn:
+        conn.execute("UPDATE public.users SET name = name || '?' WHERE id = 5")
+    try:
+        result = run_job(resources, instance, job="forward_migration_job")
+        # the new run takes a new backup that includes the write: everything passes again
+        assert all(check_results(result).values())
+        checks_only = _checks_and_probe(resources, instance)
+        assert check_results(checks_only)["v1_unchanged_since_backup"] is True
+        with connect(v1, role="test") as conn:
+            conn.execute("UPDATE public.users SET name = name || '?' WHERE id = 5")
+        after_write = _checks_and_probe(resources, instance)
+        assert check_results(after_write)["v1_unchanged_since_backup"] is False
+        assert check_results(after_write)["content_hashes_match_v1"] is True
+        assert "downstream_probe" in materialized(after_write)  # WARN: reported, not blocking
+    finally:
+        with connect(v1, role="test") as conn:
+            conn.execute("UPDATE public.users SET name = rtrim(name, '?') WHERE id = 5")

@@ -1,0 +1,102 @@
+"""Manifest verification, dump parsing and secret helpers (no servers)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+from cartrita_assets.manifest import (
+    DUMP_NAME,
+    Manifest,
+    PostgresPart,
+    checksum_tree,
+    verify_files,
+)
+from cartrita_assets.pg.inventory import SequenceState, TableState
+from cartrita_assets.pg.roles import scram_verifier
+from cartrita_assets.pg.tools import _parse_toc_line, count_copy_rows
+from cartrita_assets.secrets import fingerprint, redact, write_private_file
+
+
+def _manifest(folder: Path) -> Manifest:
+    part = PostgresPart(
+        server_version="18.6", major=18, database="cartrita", owner="cartrita", encoding="UTF8",
+        collate="C", size_bytes=1, extensions={}, roles={},
+        tables={"public.users": TableState(3, "42")},
+        sequences={"public.users_id_seq": SequenceState(3, True)},
+        snapshot="x", pg_dump_version="18.6", files=checksum_tree(folder / DUMP_NAME, folder),
+    )  # fmt: skip
+    return Manifest("b1", "now", {"kind": "demo"}, part, None)
+
+
+def _dump(tmp_path: Path) -> Path:
+    dump = tmp_path / DUMP_NAME
+    dump.mkdir()
+    (dump / "toc.dat").write_bytes(b"toc")
+    (dump / "3001.dat").write_bytes(b"1\ta\n2\tb\\nc\n3\t\\N\n\\.\n\n\n")
+    return dump
+
+
+def test_intact_backup_has_no_problems(tmp_path):
+    _dump(tmp_path)
+    assert verify_files(tmp_path, _manifest(tmp_path)) == []
+
+
+def test_changed_missing_and_extra_files_are_each_reported(tmp_path):
+    dump = _dump(tmp_path)
+    manifest = _manifest(tmp_path)
+    (dump / "3001.dat").write_bytes(b"1\ta\n\\.\n")
+    (dump / "toc.dat").unlink()
+    (dump / "9999.dat").write_bytes(b"")
+    problems = verify_files(tmp_path, manifest)
+    assert problems == [
+        "postgres.dump/3001.dat: sha256 differs from the manifest",
+        "postgres.dump/toc.dat: missing",
+        "postgres.dump/9999.dat: not in the manifest",
+    ]
+
+
+def test_manifest_round_trips(tmp_path):
+    _dump(tmp_path)
+    manifest = _manifest(tmp_path)
+    path = manifest.save(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert Manifest.load(tmp_path) == manifest
+
+
+def test_copy_rows_counts_lines_before_the_terminator(tmp_path):
+    dump = _dump(tmp_path)
+    assert count_copy_rows(dump / "3001.dat") == 3
+    empty = dump / "3002.dat"
+    empty.write_bytes(b"\\.\n\n\n")
+    assert count_copy_rows(empty) == 0
+
+
+def test_toc_lines_are_parsed():
+    entry = _parse_toc_line("2907; 0 16833 TABLE DATA public audit_log cartrita")
+    assert entry is not None and (entry.dump_id, entry.kind, entry.schema, entry.name) == (
+        2907, "TABLE DATA", "public", "audit_log",
+    )  # fmt: skip
+    assert _parse_toc_line(";  Archive created at") is None
+
+
+def test_scram_verifier_has_postgres_format_and_random_salt():
+    a, b = scram_verifier("s3cret"), scram_verifier("s3cret")
+    assert a.startswith("SCRAM-SHA-256$4096:") and a != b
+    assert "s3cret" not in a
+
+
+def test_redact_and_fingerprint():
+    assert redact("user:pw123@host pw123", ["pw123", None, ""]) == "user:***@host ***"
+    assert fingerprint("abc") == "sha256:" + hashlib.sha256(b"abc").hexdigest()[:12]
+
+
+def test_private_files_are_created_0600(tmp_path):
+    old = os.umask(0)
+    try:
+        path = write_private_file(tmp_path / "secret", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
