@@ -11,10 +11,12 @@ from cartrita_assets.defs.cluster import checks as cluster_checks
 from cartrita_assets.defs.jobs import forward_migration_job
 from cartrita_assets.defs.restore import assets as restore_assets
 from cartrita_assets.defs.restore import checks as restore_checks
+from cartrita_assets.defs.schema import assets as schema_assets
+from cartrita_assets.defs.schema import checks as schema_checks
 from cartrita_assets.environments import build_resources, executor_for
 
-ASSET_MODULES = [backup_assets, cluster_assets, restore_assets]
-CHECK_MODULES = [backup_checks, cluster_checks, restore_checks]
+ASSET_MODULES = [backup_assets, cluster_assets, restore_assets, schema_assets]
+CHECK_MODULES = [backup_checks, cluster_checks, restore_checks, schema_checks]
 
 
 def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:

@@ -35,3 +35,15 @@ class MigrationLockedError(CartritaError):
 
 class RestoreError(CartritaError):
     """pg_restore or the Redis restore reported an error."""
+
+
+class MigrationError(CartritaError):
+    """A migration could not be applied; the message names the file and what to do."""
+
+
+class ChecksumMismatch(MigrationError):
+    """An applied migration's file changed since it was applied."""
+
+
+class MigrationLockTimeout(MigrationError):
+    """Another runner held the migration lock for longer than the timeout."""

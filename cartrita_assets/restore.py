@@ -163,15 +163,24 @@ def _check_replaceable(
             "changed. Drop it, or set replace_existing_database: true in the restored_db config."
         )
     previous = backup_root / str(existing)
-    unchanged = False
-    if (previous / "manifest.json").exists():
-        with connect(admin, role="v2 PostgreSQL", dbname=target) as conn:
-            unchanged = inventory.table_states(conn) == Manifest.load(previous).postgres.tables
-    if not unchanged:
+    if not (previous / "manifest.json").exists():
         raise PreflightError(
-            f"v2 database '{target}' was restored from {existing} and has changed since (or that "
-            "backup is gone), so replacing it could lose v2 writes. Nothing was changed. If v2 has "
-            "not gone live, set replace_existing_database: true in the restored_db config."
+            f"v2 database '{target}' was restored from backup {existing}, which is no longer in "
+            f"{backup_root}, so it cannot be shown to be unchanged; replacing it could lose v2 "
+            "writes. Nothing was changed. If v2 has not gone live, set "
+            "replace_existing_database: true in the restored_db config."
+        )
+    # Only v1's tables count: the v2 schema (migrations, embeddings) adds tables of its own, and
+    # an application writing to v2 writes to v1's tables.
+    recorded = Manifest.load(previous).postgres.tables
+    with connect(admin, role="v2 PostgreSQL", dbname=target) as conn:
+        now = inventory.table_states(conn)
+    changed = any(now.get(name) != state for name, state in recorded.items())
+    if changed:
+        raise PreflightError(
+            f"v2 database '{target}' has changed since it was restored from {existing} (v2 has "
+            "been written to), so replacing it would lose those writes. Nothing was changed. If "
+            "that is intended, set replace_existing_database: true in the restored_db config."
         )
     log(f"v2 database {target} still equals backup {existing}; replacing it with the new backup")
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-FORWARD_ASSETS = ["v1_backup", "pgvector_cluster", "restored_db"]
+FORWARD_ASSETS = ["v1_backup", "pgvector_cluster", "restored_db", "schema_version"]
 
 forward_migration_job = dg.define_asset_job(
     "forward_migration_job",

@@ -25,6 +25,9 @@ from cartrita_assets.pg.connect import connect
 pytestmark = pytest.mark.integration
 
 FORWARD_CHECKS = {
+    "migration_checksums_match",
+    "all_migrations_applied",
+    "guide_objects_exist",
     "pgvector_extension_available",
     "redis_responds",
     "backup_is_restorable",
@@ -81,16 +84,31 @@ def test_demo_v1_to_v2_loses_nothing(resources, instance, demo_v1):
     result = run_job(resources, instance)
 
     assert result.success, failure_messages(result)
-    assert materialized(result) == {"v1_backup", "pgvector_cluster", "restored_db"}
+    assert materialized(result) == {
+        "v1_backup",
+        "pgvector_cluster",
+        "restored_db",
+        "schema_version",
+    }
     checks = check_results(result)
     assert set(checks) == FORWARD_CHECKS
     assert all(checks.values()), checks
     # Verified independently of the project's own checks: tables, rows, sequences, Redis.
     v1 = resources["v1"].settings()
     v2 = resources["v2"]
-    assert _table_digests(v1.postgres, "cartrita") == _table_digests(v2.admin(), "cartrita")
-    assert len(_table_digests(v1.postgres, "cartrita")) >= 10
-    assert _sequences(v1.postgres, "cartrita") == _sequences(v2.admin(), "cartrita")
+    v1_tables = _table_digests(v1.postgres, "cartrita")
+    v2_tables = _table_digests(v2.admin(), "cartrita")
+    assert len(v1_tables) >= 10
+    assert {name: v2_tables.get(name) for name in v1_tables} == v1_tables
+    assert set(v2_tables) - set(v1_tables) == {  # what the v2 schema adds, nothing else
+        "public.schema_migrations", "public.embeddings", "public.embedding_models",
+        "public.search_performance_metrics",
+    }  # fmt: skip
+    v1_sequences, v2_sequences = (
+        _sequences(v1.postgres, "cartrita"),
+        _sequences(v2.admin(), "cartrita"),
+    )
+    assert {name: v2_sequences.get(name) for name in v1_sequences} == v1_sequences
     v1_keys, v2_keys = _redis_state(v1.redis), _redis_state(v2.redis())
     assert v1_keys.keys() == v2_keys.keys() and len(v1_keys) > 50
     for key, (digest, expiry) in v1_keys.items():
