@@ -10,11 +10,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+import redis
 
 from cartrita_assets import redis_copy
 from cartrita_assets.envfile import RedisSettings, V1Settings
@@ -251,8 +252,8 @@ class _DumpThread(threading.Thread):
 def _backup_redis(
     settings: RedisSettings, folder: Path, version: str | None, log: Log
 ) -> RedisPart:
-    def connect_db(db: int) -> object:
-        return client_for(_with_db(settings, db))
+    def connect_db(db: int) -> redis.Redis:
+        return client_for(replace(settings, db=db))
 
     client = client_for(settings)
     dbs = redis_copy.databases_in_use(client)
@@ -268,9 +269,3 @@ def _backup_redis(
         digest=summary.digest,
         sha256=sha256_file(folder / REDIS_NAME),
     )
-
-
-def _with_db(settings: RedisSettings, db: int) -> RedisSettings:
-    from dataclasses import replace
-
-    return replace(settings, db=db)

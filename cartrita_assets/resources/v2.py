@@ -10,8 +10,18 @@ from pathlib import Path
 import dagster as dg
 
 from cartrita_assets.envfile import PostgresSettings, RedisSettings
+from cartrita_assets.envswitch import Endpoint
+from cartrita_assets.k8s.manifests import (
+    MIN_PGVECTOR_MAJOR,
+    ClusterParams,
+    render_cluster,
+    sort_for_apply,
+    to_yaml,
+    validate_objects,
+)
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.redis import LocalRedis
+from cartrita_assets.secrets import new_password, private_dir, write_private_file
 
 Log = Callable[[str], None]
 
@@ -19,8 +29,13 @@ Log = Callable[[str], None]
 class V2Target(dg.ConfigurableResource):
     """Base of the v2 targets: PostgreSQL with pgvector, and Redis."""
 
-    def ensure_running(self, log: Log) -> dict[str, str]:
-        """Bring v2 up (idempotent) and return a description of its endpoints."""
+    def ensure_running(self, log: Log, redis_password: str | None = None) -> dict[str, str]:
+        """Bring v2 up (idempotent) and return a description of its endpoints.
+
+        Args:
+            log: progress lines.
+            redis_password: the password v2 Redis requires (v1's, so credentials carry over).
+        """
         raise NotImplementedError
 
     def admin(self, dbname: str = "postgres") -> PostgresSettings:
@@ -33,6 +48,22 @@ class V2Target(dg.ConfigurableResource):
 
     def stop(self, log: Log) -> list[str]:
         """Stop v2 traffic; returns what was stopped."""
+        raise NotImplementedError
+
+    def redis_password(self, preferred: str | None) -> str:
+        """v2 Redis's password: v1's when it has one, else one v2 generates and keeps."""
+        raise NotImplementedError
+
+    def app_endpoints(self) -> tuple[Endpoint, Endpoint]:
+        """Where the application reaches v2 PostgreSQL and Redis (for ``.env.v2``)."""
+        raise NotImplementedError
+
+    def publish_secrets(self, objects: list[dict[str, object]], log: Log) -> str:
+        """Make the Secrets available to v2; returns what was done (for the metadata)."""
+        raise NotImplementedError
+
+    def publish_cluster(self, v1_major: int, secret_names: dict[str, str], log: Log) -> str:
+        """Render (and in a cluster, apply) v2's objects for v1's PostgreSQL major."""
         raise NotImplementedError
 
 
@@ -50,10 +81,10 @@ class LocalV2Target(V2Target):
         pg = LocalPostgres(base / "postgres", self.pg_port, self.durable, log)
         return pg, LocalRedis(base / "redis", self.redis_port, log)
 
-    def ensure_running(self, log: Log) -> dict[str, str]:
+    def ensure_running(self, log: Log, redis_password: str | None = None) -> dict[str, str]:
         pg, rds = self.servers(log)
         admin = pg.ensure_running()
-        rds.ensure_running()
+        rds.ensure_running(redis_password)
         return {
             "kind": "local servers",
             "postgres": admin.masked_dsn(),
@@ -66,6 +97,44 @@ class LocalV2Target(V2Target):
 
     def redis(self, db: int = 0) -> RedisSettings:
         return self.servers()[1].settings(db)
+
+    def redis_password(self, preferred: str | None) -> str:
+        rds = self.servers()[1]
+        if preferred:
+            return preferred
+        if not rds.password_file.exists():
+            rds.base_dir.mkdir(parents=True, exist_ok=True)
+            write_private_file(rds.password_file, new_password() + "\n")
+        return rds.password_file.read_text().strip()
+
+    def app_endpoints(self) -> tuple[Endpoint, Endpoint]:
+        return Endpoint("127.0.0.1", self.pg_port), Endpoint("127.0.0.1", self.redis_port)
+
+    def rendered_dir(self) -> Path:
+        """Where the local environment writes the Kubernetes objects it renders (not applied)."""
+        return Path(self.base_dir) / "rendered"
+
+    def publish_secrets(self, objects: list[dict[str, object]], log: Log) -> str:
+        path = private_dir(self.rendered_dir()) / "secrets.yaml"
+        write_private_file(path, to_yaml(objects))
+        log(f"Local environment: Secrets rendered to {path} (0600), not applied")
+        return f"rendered to {path} (0600), not applied: local environment"
+
+    def publish_cluster(self, v1_major: int, secret_names: dict[str, str], log: Log) -> str:
+        params = ClusterParams(
+            postgres_major=max(v1_major, MIN_PGVECTOR_MAJOR),
+            postgres_secret=secret_names["postgres"],
+            redis_secret=secret_names["redis"],
+        )
+        objects = sort_for_apply(render_cluster(params))
+        validate_objects(objects)
+        path = self.rendered_dir() / "pgvector-redis.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(to_yaml(objects))
+        log(f"Local environment: {len(objects)} cluster objects validated and rendered to {path}")
+        return (
+            f"{len(objects)} objects rendered to {path}, validated, not applied: local environment"
+        )
 
     def stop(self, log: Log) -> list[str]:
         stopped = []

@@ -39,7 +39,7 @@ def test_forward_from_a_v1_env_file_writes_a_summary(demo_v1, test_dir):
         assert "Result: SUCCESS" in out.stdout
         report = Path(out.stdout.split("Run summary written to ")[1].split()[0])
         summary = json.loads((report.parent / "summary.json").read_text())
-        assert summary["success"] and len(summary["checks"]) == 12
+        assert summary["success"] and len(summary["checks"]) == 13
         assert all(c["passed"] for c in summary["checks"])
         assert summary["materialized"]["v1_backup"]["v1_source"] == f"v1 from {env_file.resolve()}"
         assert password not in out.stdout + out.stderr

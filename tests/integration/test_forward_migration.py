@@ -25,6 +25,7 @@ from cartrita_assets.pg.connect import connect
 pytestmark = pytest.mark.integration
 
 FORWARD_CHECKS = {
+    "env_copies_are_exact_and_private",
     "migration_checksums_match",
     "all_migrations_applied",
     "guide_objects_exist",
@@ -86,6 +87,7 @@ def test_demo_v1_to_v2_loses_nothing(resources, instance, demo_v1):
     assert result.success, failure_messages(result)
     assert materialized(result) == {
         "v1_backup",
+        "k8s_secrets",
         "pgvector_cluster",
         "restored_db",
         "schema_version",
@@ -116,6 +118,8 @@ def test_demo_v1_to_v2_loses_nothing(resources, instance, demo_v1):
         assert (expiry is None) == (v2_keys[key][1] is None)
         if expiry is not None:
             assert abs(v2_keys[key][1] - expiry) <= 2000
+    # v2 Redis requires v1's password: the application's credentials carry over unchanged.
+    assert client_for(replace(v2.redis(), password=v1.redis.password)).ping()
     # The app role keeps v1's password in v2.
     with connect(
         replace(v2.admin("cartrita"), user=v1.postgres.user, password=v1.postgres.password),
@@ -181,7 +185,7 @@ def test_changed_v2_row_fails_content_hash_and_blocks_downstream(resources, inst
 
 
 def test_tampered_dump_is_refused_before_restore(resources, instance):
-    assert materialize(resources, instance, "v1_backup", "pgvector_cluster").success
+    assert materialize(resources, instance, "v1_backup", "k8s_secrets", "pgvector_cluster").success
     folder = Path(resources["backups"].root)
     data_file = sorted((next(folder.iterdir()) / DUMP_NAME).glob("*.dat"))[0]
     data_file.write_bytes(data_file.read_bytes().replace(b"\t", b"\t ", 1))

@@ -2,21 +2,30 @@
 
 import dagster as dg
 
+from cartrita_assets.defs.cluster.secrets import k8s_secrets
 from cartrita_assets.defs.common import OWNERS, progress, user_errors
-from cartrita_assets.pg.connect import connect
+from cartrita_assets.envfile import V1Settings
+from cartrita_assets.pg.connect import connect, server_major
 from cartrita_assets.resources.lock import MigrationLock
+from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.resources.v2 import V2Target
 
 
-@dg.asset(group_name="v2", kinds={"postgres", "redis", "kubernetes"}, owners=OWNERS)
+@dg.asset(
+    group_name="v2", kinds={"postgres", "redis", "kubernetes"}, owners=OWNERS, deps=[k8s_secrets]
+)
 def pgvector_cluster(
-    context: dg.AssetExecutionContext, v2: V2Target, migration_lock: MigrationLock
+    context: dg.AssetExecutionContext, v1: V1Source, v2: V2Target, migration_lock: MigrationLock
 ) -> dg.MaterializeResult:
     """v2's PostgreSQL (with the pgvector extension available) and Redis, running and accepting
-    authenticated connections."""
+    authenticated connections; v2 Redis requires v1's Redis password, so credentials carry over."""
     with user_errors():
         migration_lock.hold(context)
-        endpoints = v2.ensure_running(progress(context))
+        settings = v1.settings(progress(context))
+        v1_redis_password = settings.redis.password if settings.redis else None
+        names = secret_names(context)
+        endpoints = v2.ensure_running(progress(context), v2.redis_password(v1_redis_password))
+        manifests = v2.publish_cluster(v1_major(settings), names, progress(context))
         with connect(v2.admin(), role="v2 PostgreSQL") as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
             vector = conn.execute(
@@ -25,7 +34,23 @@ def pgvector_cluster(
         return dg.MaterializeResult(
             metadata={
                 **endpoints,
+                "manifests": manifests,
                 "postgres_version": version,
                 "pgvector_version": vector[0] if vector else "not available",
             }
         )
+
+
+def secret_names(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """The hash-suffixed Secret names k8s_secrets last created."""
+    event = context.instance.get_latest_materialization_event(k8s_secrets.key)
+    if event is None or event.asset_materialization is None:
+        raise dg.Failure(description="There are no Secrets yet: materialize k8s_secrets first.")
+    meta = event.asset_materialization.metadata
+    return {role: str(meta[f"{role}_secret"].value) for role in ("postgres", "redis", "app")}
+
+
+def v1_major(settings: V1Settings) -> int:
+    """v1's PostgreSQL major: v2's image must be at least that."""
+    with connect(settings.postgres, role="v1 PostgreSQL", read_only=True) as conn:
+        return server_major(conn)

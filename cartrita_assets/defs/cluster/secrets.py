@@ -1,0 +1,75 @@
+"""k8s_secrets: v1's credentials as immutable Kubernetes Secrets, and the cutover env files."""
+
+import dataclasses
+import stat
+
+import dagster as dg
+
+from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
+from cartrita_assets.envswitch import write_env_files
+from cartrita_assets.k8s.manifests import validate_objects
+from cartrita_assets.k8s.secret_objects import build_secrets
+from cartrita_assets.resources.lock import MigrationLock
+from cartrita_assets.resources.v1 import V1Source
+from cartrita_assets.resources.v2 import V2Target
+
+NAMESPACE = "data-stack"
+
+
+@dg.asset(group_name="v2", kinds={"kubernetes"}, owners=OWNERS)
+def k8s_secrets(
+    context: dg.AssetExecutionContext, v1: V1Source, v2: V2Target, migration_lock: MigrationLock
+) -> dg.MaterializeResult:
+    """Three immutable Secrets built from v1's .env (PostgreSQL credentials, the Redis password,
+    the remaining application keys), named by a hash of their content; beside that .env, an exact
+    copy .env.v1 and a .env.v2 pointing at v2 (both 0600). The .env itself is never changed."""
+    with user_errors():
+        migration_lock.hold(context)
+        log = progress(context)
+        settings = v1.settings(log)
+        env_path = v1.env_path(log)
+        v1_redis_password = settings.redis.password if settings.redis else None
+        redis_password = v2.redis_password(v1_redis_password)
+        secrets = build_secrets(settings, NAMESPACE, redis_password)
+        validate_objects(secrets.objects())
+        published = v2.publish_secrets(secrets.objects(), log)
+        pg_endpoint, redis_endpoint = v2.app_endpoints()
+        if v1_redis_password != redis_password:  # v1 had no Redis password: v2 has one
+            redis_endpoint = dataclasses.replace(redis_endpoint, password=redis_password)
+        v1_copy, v2_copy = write_env_files(env_path, pg_endpoint, redis_endpoint)
+        rows = [
+            [name, key, fp]
+            for name, keys in secrets.fingerprints().items()
+            for key, fp in keys.items()
+        ]
+        return dg.MaterializeResult(
+            metadata={
+                **{f"{role}_secret": name for role, name in secrets.names().items()},
+                "secret_keys": table_md(["secret", "key", "sha256 fingerprint"], rows),
+                "published": published,
+                "env_v1": dg.MetadataValue.path(str(v1_copy)),
+                "env_v2": dg.MetadataValue.path(str(v2_copy)),
+                "v2_postgres_endpoint": f"{pg_endpoint.host}:{pg_endpoint.port}",
+                "v2_redis_endpoint": f"{redis_endpoint.host}:{redis_endpoint.port}",
+            }
+        )
+
+
+@dg.asset_check(asset=k8s_secrets, blocking=True)
+def env_copies_are_exact_and_private(v1: V1Source) -> dg.AssetCheckResult:
+    """.env.v1 is byte-for-byte v1's .env, and both copies are readable by their owner only."""
+    env_path = v1.env_path()
+    problems = []
+    for suffix in (".v1", ".v2"):
+        copy = env_path.with_name(env_path.name + suffix)
+        if not copy.exists():
+            problems.append(f"{copy.name} missing")
+        elif stat.S_IMODE(copy.stat().st_mode) & 0o077:
+            problems.append(f"{copy.name} is readable by others")
+    v1_copy = env_path.with_name(env_path.name + ".v1")
+    if v1_copy.exists() and v1_copy.read_bytes() != env_path.read_bytes():
+        problems.append(".env.v1 differs from .env")
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={"env_file": str(env_path), "problems": "; ".join(problems) or "none"},
+    )

@@ -1,0 +1,1 @@
+"""Kubernetes: manifests, Secrets, the cluster seam and waiting for readiness."""

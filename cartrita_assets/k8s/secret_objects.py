@@ -1,0 +1,93 @@
+"""v1's credentials as Kubernetes Secrets: PostgreSQL, Redis, and the remaining application keys.
+
+Each Secret is immutable and named with a hash of its content, so a changed credential is a new
+Secret (and a rollout), never an in-place edit. Only key names and fingerprints leave this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from cartrita_assets.envfile import V1Settings
+from cartrita_assets.secrets import fingerprint
+
+LABELS = {
+    "app.kubernetes.io/part-of": "cartrita",
+    "app.kubernetes.io/managed-by": "cartrita-assets",
+}
+
+
+@dataclass(frozen=True)
+class SecretSet:
+    """The three Secrets k8s_secrets creates."""
+
+    postgres: dict[str, object]
+    redis: dict[str, object]
+    app: dict[str, object]
+
+    def objects(self) -> list[dict[str, object]]:
+        """The Secret objects, PostgreSQL first."""
+        return [self.postgres, self.redis, self.app]
+
+    def names(self) -> dict[str, str]:
+        """role ("postgres", "redis", "app") -> the hash-suffixed Secret name."""
+        return {
+            role: str(obj["metadata"]["name"])  # type: ignore[index]
+            for role, obj in zip(("postgres", "redis", "app"), self.objects(), strict=True)
+        }
+
+    def fingerprints(self) -> dict[str, dict[str, str]]:
+        """Secret name -> key -> sha256 fingerprint of the value (safe to show)."""
+        out: dict[str, dict[str, str]] = {}
+        for obj in self.objects():
+            data = obj["data"]  # type: ignore[index]
+            out[str(obj["metadata"]["name"])] = {  # type: ignore[index]
+                key: fingerprint(base64.b64decode(value).decode()) for key, value in data.items()
+            }
+        return out
+
+
+def _secret(base: str, namespace: str, values: dict[str, str]) -> dict[str, object]:
+    digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": f"{base}-{digest}", "namespace": namespace, "labels": dict(LABELS)},
+        "type": "Opaque",
+        "immutable": True,
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())},
+    }
+
+
+def build_secrets(v1: V1Settings, namespace: str, redis_password: str) -> SecretSet:
+    """The Secrets for v2 from v1's settings.
+
+    Args:
+        v1: v1's settings (from its ``.env``).
+        namespace: where the Secrets live.
+        redis_password: v2 Redis's password (v1's when it has one).
+    """
+    pg = v1.postgres
+    service = f"postgres.{namespace}.svc.cluster.local"
+    user, password, dbname = (quote(v, safe="") for v in (pg.user, pg.password, pg.dbname))
+    postgres = {
+        "POSTGRES_USER": pg.user,
+        "POSTGRES_PASSWORD": pg.password,
+        "POSTGRES_DB": pg.dbname,
+        "DATABASE_URL": f"postgresql://{user}:{password}@{service}:5432/{dbname}",
+    }
+    db = v1.redis.db if v1.redis else 0
+    redis_host = f"redis.{namespace}.svc.cluster.local"
+    redis = {
+        "REDIS_PASSWORD": redis_password,
+        "REDIS_URL": f"redis://:{quote(redis_password, safe='')}@{redis_host}:6379/{db}",
+    }
+    return SecretSet(
+        postgres=_secret("cartrita-postgres", namespace, postgres),
+        redis=_secret("cartrita-redis", namespace, redis),
+        app=_secret("cartrita-app", namespace, dict(v1.other_keys)),
+    )

@@ -1,0 +1,176 @@
+"""The cluster seam against a real API server named by CARTRITA_TEST_KUBECONFIG.
+
+Every test works in one namespace made for this run (``cartrita-test-<random>``), deleted in
+``finally`` whatever happens. Nothing here needs a pod to start: the StatefulSet has 0 replicas.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from cartrita_assets.k8s.cluster import (
+    FIELD_MANAGER,
+    ClusterError,
+    ConflictError,
+    ImmutableError,
+    InvalidObjectError,
+    KubernetesCluster,
+)
+from cartrita_assets.k8s.wait import wait_scaled_down
+
+KUBECONFIG = os.environ.get("CARTRITA_TEST_KUBECONFIG", "")
+OTHER_MANAGER = "cartrita-test-other"
+SECRET_VALUE = "real-cluster-Secret-9731"
+
+pytestmark = pytest.mark.skipif(
+    not KUBECONFIG, reason="CARTRITA_TEST_KUBECONFIG does not name a kubeconfig"
+)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> KubernetesCluster:
+    return KubernetesCluster.from_environment(kubeconfig=KUBECONFIG)
+
+
+@pytest.fixture(scope="module")
+def namespace(cluster: KubernetesCluster) -> Iterator[str]:
+    name = f"cartrita-test-{uuid.uuid4().hex[:10]}"
+    try:
+        cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        yield name
+    finally:
+        cluster.delete("v1", "Namespace", name, None)
+
+
+def config_map(namespace: str, name: str, value: str) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"test": name}},
+        "data": {"mode": value},
+    }
+
+
+@pytest.mark.k8s
+def test_apply_config_map_twice_is_idempotent(cluster, namespace):
+    first = cluster.apply(config_map(namespace, "idempotent", "a"))
+    second = cluster.apply(config_map(namespace, "idempotent", "a"))
+    assert second["data"] == {"mode": "a"}
+    assert second["metadata"]["uid"] == first["metadata"]["uid"]
+    assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    managers = {m["manager"] for m in second["metadata"]["managedFields"]}
+    assert FIELD_MANAGER in managers
+    live = cluster.get("v1", "ConfigMap", "idempotent", namespace)
+    assert live is not None and live["data"] == {"mode": "a"}
+    listed = cluster.list("v1", "ConfigMap", namespace, "test=idempotent")
+    assert [o["metadata"]["name"] for o in listed] == ["idempotent"]
+
+
+@pytest.mark.k8s
+def test_get_and_delete_of_a_missing_object(cluster, namespace):
+    assert cluster.get("v1", "ConfigMap", "never-created", namespace) is None
+    assert cluster.delete("v1", "ConfigMap", "never-created", namespace) is False
+    cluster.apply(config_map(namespace, "short-lived", "x"))
+    assert cluster.delete("v1", "ConfigMap", "short-lived", namespace) is True
+    with pytest.raises(ClusterError) as caught:
+        cluster.pod_logs(namespace, "no-such-pod")
+    assert caught.value.status == 404
+
+
+@pytest.mark.k8s
+def test_another_field_manager_causes_a_conflict(cluster, namespace):
+    from kubernetes import config
+    from kubernetes.dynamic import DynamicClient
+
+    raw = DynamicClient(config.new_client_from_config(config_file=KUBECONFIG))
+    configmaps = raw.resources.get(api_version="v1", kind="ConfigMap")
+    raw.server_side_apply(
+        configmaps,
+        body=config_map(namespace, "contested", "theirs"),
+        namespace=namespace,
+        field_manager=OTHER_MANAGER,
+        force_conflicts=False,
+    )
+    with pytest.raises(ConflictError) as caught:
+        cluster.apply(config_map(namespace, "contested", "ours"))
+    message = str(caught.value)
+    assert caught.value.status == 409
+    assert OTHER_MANAGER in message and ".data.mode" in message
+    live = cluster.get("v1", "ConfigMap", "contested", namespace)
+    assert live is not None and live["data"] == {"mode": "theirs"}
+    cluster.apply(config_map(namespace, "contested", "theirs"))  # same value: shared, no conflict
+
+
+@pytest.mark.k8s
+def test_invalid_service_is_rejected_with_422(cluster, namespace):
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "invalid-port", "namespace": namespace},
+        "spec": {"selector": {"app": "x"}, "ports": [{"name": "pg", "port": 70000}]},
+    }
+    with pytest.raises(InvalidObjectError) as caught:
+        cluster.apply(service)
+    assert caught.value.status == 422
+    assert "Service" in str(caught.value) and "invalid-port" in str(caught.value)
+    assert cluster.get("v1", "Service", "invalid-port", namespace) is None
+
+
+@pytest.mark.k8s
+def test_immutable_secret_rejects_a_change(cluster, namespace):
+    def secret(value: str) -> dict:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "frozen", "namespace": namespace},
+            "type": "Opaque",
+            "immutable": True,
+            "stringData": {"password": value},
+        }
+
+    cluster.apply(secret(SECRET_VALUE))
+    cluster.apply(secret(SECRET_VALUE))  # unchanged: accepted
+    with pytest.raises(ImmutableError) as caught:
+        cluster.apply(secret(SECRET_VALUE + "-changed"))
+    assert caught.value.status == 422
+    message = str(caught.value)
+    encoded = base64.b64encode(SECRET_VALUE.encode()).decode()
+    assert SECRET_VALUE not in message and encoded not in message
+    live = cluster.get("v1", "Secret", "frozen", namespace)
+    assert live is not None
+    assert base64.b64decode(live["data"]["password"]).decode() == SECRET_VALUE
+
+
+@pytest.mark.k8s
+def test_statefulset_scale_subresource(cluster, namespace):
+    labels = {"app": "tiny"}
+    statefulset = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "tiny", "namespace": namespace, "labels": labels},
+        "spec": {
+            "serviceName": "tiny",
+            "replicas": 0,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.9"}]},
+            },
+        },
+    }
+    cluster.apply(statefulset)
+    cluster.scale("StatefulSet", "tiny", namespace, 0)
+    live = cluster.get("apps/v1", "StatefulSet", "tiny", namespace)
+    assert live is not None and live["spec"]["replicas"] == 0
+    lines: list[str] = []
+    wait_scaled_down(cluster, namespace, ["tiny"], timeout=60, log=lines.append, poll=1.0)
+    assert lines[-1].endswith(f"scaled down in namespace {namespace}")
+    assert isinstance(cluster.events_for(namespace, "tiny"), list)
+    with pytest.raises(ClusterError) as caught:
+        cluster.scale("StatefulSet", "missing", namespace, 0)
+    assert caught.value.status == 404
