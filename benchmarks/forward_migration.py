@@ -22,7 +22,7 @@ from cartrita_assets.demo.servers import DemoV1
 from cartrita_assets.local.system import free_port
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.pg.tools import run_tool
-from cartrita_assets.resources.lock import MigrationLock
+from cartrita_assets.resources.lock import MigrationLock, release_run_lock
 from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.resources.v2 import LocalV2Target
@@ -54,6 +54,7 @@ def ours(resources: dict[str, object]) -> tuple[float, bool]:
     job = build_definitions(resources).resolve_job_def("forward_migration_job")
     started = time.perf_counter()
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    release_run_lock(result.run_id)
     return time.perf_counter() - started, result.success
 
 

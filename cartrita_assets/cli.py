@@ -14,29 +14,38 @@ from cartrita_assets.instance import ensure_dagster_home
 from cartrita_assets.paths import PROJECT_ROOT, state_dir
 
 
-def _forward(args: argparse.Namespace) -> int:
+def _run_job(name: str, run_config: dict[str, object], reports_dir: str) -> int:
     import dagster as dg
 
     from cartrita_assets.definitions import build_definitions
+    from cartrita_assets.resources.lock import release_run_lock
     from cartrita_assets.run_summary import RunSummary
 
     ensure_dagster_home()
-    defs = build_definitions()
-    job = defs.resolve_job_def("forward_migration_job")
-    config = {
-        "ops": {
-            "restored_db": {"config": {"replace_existing_database": args.replace_existing_database}}
-        }
-    }
+    job = build_definitions().resolve_job_def(name)
     result = job.execute_in_process(
-        instance=dg.DagsterInstance.get(), run_config=config, raise_on_error=False
+        instance=dg.DagsterInstance.get(), run_config=run_config, raise_on_error=False
     )
+    release_run_lock(result.run_id)
     summary = RunSummary.from_result(result)
-    report = summary.write(Path(args.reports_dir))
+    report = summary.write(Path(reports_dir))
     print(summary.markdown())
     print(f"Run summary written to {report.resolve()}")
     print("Browse the run and the asset graph with: cartrita dev")
     return 0 if result.success else 1
+
+
+def _forward(args: argparse.Namespace) -> int:
+    replace = {"replace_existing_database": args.replace_existing_database}
+    config = {"ops": {"restored_db": {"config": replace}}}
+    return _run_job("forward_migration_job", config, args.reports_dir)
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    confirm = {"confirm_overwrite_v1": args.confirm_overwrite_v1}
+    return _run_job(
+        "rollback_job", {"ops": {"v1_reinstated": {"config": confirm}}}, args.reports_dir
+    )
 
 
 def _servers(args: argparse.Namespace) -> int:
@@ -94,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     fwd.add_argument("--replace-existing-database", action="store_true",
                      help="let restored_db replace a v2 database it did not restore")  # fmt: skip
     fwd.set_defaults(func=_forward)
+    back = sub.add_parser("rollback", help="run rollback_job: v1 back as the backup recorded it")
+    back.add_argument("--env-file", help="v1's .env (default: ./.env, else the demo v1)")
+    back.add_argument("--reports-dir", default="reports", help="where run summaries go")
+    back.add_argument("--confirm-overwrite-v1", action="store_true",
+                      help="allow overwriting a v1 that differs from the backup")  # fmt: skip
+    back.set_defaults(func=_rollback)
     srv = sub.add_parser("servers", help="status, start or stop the local v2 and demo servers")
     srv.add_argument("action", choices=["status", "start", "stop"])
     srv.set_defaults(func=_servers)

@@ -9,15 +9,31 @@ from cartrita_assets.defs.backup import checks as backup_checks
 from cartrita_assets.defs.cluster import assets as cluster_assets
 from cartrita_assets.defs.cluster import checks as cluster_checks
 from cartrita_assets.defs.cluster import secrets as cluster_secrets
-from cartrita_assets.defs.jobs import forward_migration_job
+from cartrita_assets.defs.jobs import forward_migration_job, rollback_job
 from cartrita_assets.defs.restore import assets as restore_assets
 from cartrita_assets.defs.restore import checks as restore_checks
+from cartrita_assets.defs.rollback import assets as rollback_assets
+from cartrita_assets.defs.rollback import checks as rollback_checks
 from cartrita_assets.defs.schema import assets as schema_assets
 from cartrita_assets.defs.schema import checks as schema_checks
 from cartrita_assets.environments import build_resources, executor_for
 
-ASSET_MODULES = [backup_assets, cluster_secrets, cluster_assets, restore_assets, schema_assets]
-CHECK_MODULES = [backup_checks, cluster_secrets, cluster_checks, restore_checks, schema_checks]
+ASSET_MODULES = [
+    backup_assets,
+    cluster_secrets,
+    cluster_assets,
+    restore_assets,
+    schema_assets,
+    rollback_assets,
+]
+CHECK_MODULES = [
+    backup_checks,
+    cluster_secrets,
+    cluster_checks,
+    restore_checks,
+    schema_checks,
+    rollback_checks,
+]
 
 
 def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
@@ -25,7 +41,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ASSET_MODULES),
         asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
-        jobs=[forward_migration_job],
+        jobs=[forward_migration_job, rollback_job],
         resources=resources if resources is not None else build_resources(),
         executor=executor_for(),
     )

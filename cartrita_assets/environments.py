@@ -14,6 +14,7 @@ import dagster as dg
 
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.paths import state_dir
+from cartrita_assets.resources.k8s_target import KubernetesV2Target
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
@@ -46,10 +47,7 @@ def build_resources(env: str | None = None, state: Path | None = None) -> dict[s
     env = env or current_environment()
     state = state or state_dir()
     if env == "kubernetes":
-        raise CartritaError(
-            "The kubernetes environment is not available in this release yet; "
-            "use CARTRITA_ENV=local."
-        )
+        return _kubernetes_resources(state)
     return {
         "v1": V1Source(
             env_file=os.environ.get("CARTRITA_V1_ENV_FILE") or None,
@@ -75,3 +73,28 @@ def build_resources(env: str | None = None, state: Path | None = None) -> dict[s
 def executor_for(env: str | None = None) -> dg.ExecutorDefinition:
     """Local runs keep every step in one process: faster, and the migration lock is held by it."""
     return dg.in_process_executor
+
+
+def _kubernetes_resources(state: Path) -> dict[str, Any]:
+    """v1 from its .env (no demo), v2 on the cluster, the lock across run pods."""
+    v1 = V1Source(env_file=os.environ.get("CARTRITA_V1_ENV_FILE") or None, allow_demo=False)
+    return {
+        "v1": v1,
+        "v2": KubernetesV2Target(
+            v1=v1,
+            kubeconfig=None,  # in-cluster config, then $KUBECONFIG, then ~/.kube/config
+            context=os.environ.get("CARTRITA_KUBE_CONTEXT") or None,
+            namespace=os.environ.get("CARTRITA_NAMESPACE", "data-stack"),
+            node_host=os.environ.get("CARTRITA_NODE_HOST", "localhost"),
+            pg_node_port=_int_env("CARTRITA_V2_PG_PORT", 32432),
+            redis_node_port=_int_env("CARTRITA_V2_REDIS_PORT", 32379),
+            storage_class=os.environ.get("CARTRITA_STORAGE_CLASS") or None,
+            state_dir=str(state / "kubernetes"),
+        ),
+        "backups": BackupStore(
+            root=os.environ.get("CARTRITA_BACKUP_DIR") or str(state / "backups")
+        ),
+        "migration_lock": MigrationLock(
+            path=str(state / "locks" / "migration.lock"), across_processes=True
+        ),
+    }

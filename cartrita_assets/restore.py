@@ -80,6 +80,7 @@ def restore_postgres(
     log: Log,
     replace_existing: bool = False,
     jobs: int = 2,
+    label: str = "v2 PostgreSQL",
 ) -> RestoreOutcome:
     """Restore the backup's database into v2 as ``manifest.postgres.database``.
 
@@ -92,10 +93,12 @@ def restore_postgres(
         replace_existing: replace a v2 database that was not restored by this project, or that
             changed since its restore.
         jobs: parallel pg_restore workers.
+        label: what the target is to the user, for messages ("v1 PostgreSQL" in a rollback).
     """
     target = manifest.postgres.database
     started = time.monotonic()
-    with connect(admin, role="v2 PostgreSQL") as conn:
+    # database-level work (create, drop, rename) runs from the maintenance database
+    with connect(admin, role=label, dbname="postgres") as conn:
         check_target(conn, manifest)
         existing = _marker(conn, target)
         if existing == manifest.backup_id:
@@ -105,10 +108,10 @@ def restore_postgres(
             _check_replaceable(admin, folder.parent, target, existing, replace_existing, log)
         roles = _ensure_roles(conn, manifest, app)
         staging = _fresh_staging(conn, manifest)
-    _create_extensions(admin, staging, manifest, log)
+    _create_extensions(admin, staging, manifest, log, label)
     _pg_restore(admin, folder, staging, log, jobs)
-    _analyze(admin, staging, log)
-    with connect(admin, role="v2 PostgreSQL") as conn:
+    _analyze(admin, staging, log, label)
+    with connect(admin, role=label, dbname="postgres") as conn:
         # marked before the swap: settings follow the database through the rename
         conn.execute(
             sql.SQL("ALTER DATABASE {} SET {} = {}").format(
@@ -217,9 +220,11 @@ def _fresh_staging(conn: psycopg.Connection, manifest: Manifest) -> str:
     return staging
 
 
-def _create_extensions(admin: PostgresSettings, db: str, manifest: Manifest, log: Log) -> None:
+def _create_extensions(
+    admin: PostgresSettings, db: str, manifest: Manifest, log: Log, label: str
+) -> None:
     # pgvector must exist before the restore: v1's tables already have vector columns.
-    with connect(admin, role="v2 PostgreSQL", dbname=db) as conn:
+    with connect(admin, role=label, dbname=db) as conn:
         for name, info in sorted(manifest.postgres.extensions.items()):
             if name == "plpgsql":
                 continue
@@ -252,9 +257,9 @@ def _pg_restore(admin: PostgresSettings, folder: Path, db: str, log: Log, jobs: 
         )
 
 
-def _analyze(admin: PostgresSettings, db: str, log: Log) -> None:
+def _analyze(admin: PostgresSettings, db: str, log: Log, label: str) -> None:
     # pg_restore leaves planner statistics empty; the first queries on v2 would plan blind.
-    with connect(admin, role="v2 PostgreSQL", dbname=db) as conn:
+    with connect(admin, role=label, dbname=db) as conn:
         conn.execute("ANALYZE")
     log(f"ANALYZE done on {db}")
 

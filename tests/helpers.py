@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from cartrita_assets.definitions import build_definitions
+from cartrita_assets.resources.lock import release_run_lock
 
 
 def run_job(
@@ -20,9 +21,11 @@ def run_job(
     defs = build_definitions(resources)
     if extra_assets:
         defs = dg.Definitions.merge(defs, dg.Definitions(assets=extra_assets))
-    return defs.resolve_job_def(job).execute_in_process(
+    result = defs.resolve_job_def(job).execute_in_process(
         instance=instance, run_config=run_config or {}, raise_on_error=False
     )
+    release_run_lock(result.run_id)
+    return result
 
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
@@ -66,8 +69,10 @@ def materialize(
     """Materialize only ``keys`` (with their checks), as a user does from the UI."""
     defs = build_definitions(resources)
     job = defs.resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(
+    result = job.execute_in_process(
         instance=instance,
         asset_selection=[dg.AssetKey(k) for k in keys],
         raise_on_error=False,
     )
+    release_run_lock(result.run_id)
+    return result

@@ -21,7 +21,7 @@ DESIGN_CARD_ASSETS = {
 def test_every_job_schedule_and_sensor_resolves():
     defs = build_definitions()
     jobs = {job.name for job in defs.resolve_all_job_defs()}
-    assert "forward_migration_job" in jobs
+    assert {"forward_migration_job", "rollback_job"} <= jobs
     for schedule in defs.schedules or []:
         defs.resolve_schedule_def(schedule.name)
     for sensor in defs.sensors or []:
@@ -39,7 +39,7 @@ def test_assets_and_checks_are_described_grouped_and_owned():
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 30, key
-        assert node.group_name in {"v1", "v2"}, key
+        assert node.group_name in {"v1", "v2", "rollback"}, key
         assert node.owners == ["team:data-platform"], key
         assert node.kinds, key
     for check_key in graph.asset_check_keys:
@@ -55,7 +55,7 @@ def test_import_connects_to_nothing():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert int(out.stdout.strip()) == len(DESIGN_CARD_ASSETS)
+    assert int(out.stdout.strip()) == len(DESIGN_CARD_ASSETS) + 1  # + v1_reinstated
 
 
 def test_dagster_definitions_validate():
@@ -65,3 +65,9 @@ def test_dagster_definitions_validate():
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert isinstance(dg.__version__, str)
+
+
+def test_rollback_job_selects_only_the_rollback():
+    job = build_definitions().resolve_job_def("rollback_job")
+    keys = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert keys == {"v1_reinstated"}

@@ -19,3 +19,13 @@ forward_migration_job = dg.define_asset_job(
     ),
     tags={"cartrita/kind": "forward"},
 )
+
+rollback_job = dg.define_asset_job(
+    "rollback_job",
+    selection=dg.AssetSelection.assets("v1_reinstated"),
+    description=(
+        "Check v1 against the verified backup, stop v2, restore v1 from the backup only if it "
+        "differs and the run config confirms it, put .env.v1 back, verify v1."
+    ),
+    tags={"cartrita/kind": "rollback"},
+)

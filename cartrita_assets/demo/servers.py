@@ -93,7 +93,8 @@ class DemoV1:
 
     def _seed(self, admin: PostgresSettings, v1: V1Settings, rds: LocalRedis) -> None:
         self.log(f"Seeding the demo v1 data set (scale={self.scale}, seed={self.seed})")
-        attrs = {"login": True, "createdb": True}
+        # like docker-compose's POSTGRES_USER in the official image: a superuser
+        attrs = {"login": True, "createdb": True, "superuser": True}
         with connect(admin, role="demo v1 PostgreSQL") as conn:
             ensure_role(conn, DEMO_USER, attrs, v1.postgres.password)
             db = sql.Identifier(DEMO_DB)

@@ -22,9 +22,14 @@ class MigrationLock(dg.ConfigurableResource):
     """The exclusive lock file shared by ``forward_migration_job`` and ``rollback_job``."""
 
     path: str = ".cartrita/locks/migration.lock"
+    across_processes: bool = False
+    """Also refuse while an earlier forward/rollback run is active in the Dagster instance (for
+    environments whose runs execute in separate pods, where a file lock cannot reach)."""
 
     def hold(self, context: dg.AssetExecutionContext) -> None:
         """Take the lock for this run (idempotent within the run), or refuse clearly."""
+        if self.across_processes:
+            _refuse_if_earlier_run_active(context)
         path = Path(self.path).expanduser().resolve()
         key = str(path)
         held = _HELD.get(key)
@@ -62,3 +67,39 @@ class MigrationLock(dg.ConfigurableResource):
             )
         os.close(held[1])
         del _HELD[key]
+
+
+def release_run_lock(run_id: str) -> bool:
+    """Release the migration lock a finished in-process run still holds; True if one was held.
+
+    A run worker process releases the lock when it exits; code that executes several runs in one
+    process (the CLI, tests, benchmarks) calls this after each run.
+    """
+    for key, (held_run, fd) in list(_HELD.items()):
+        if held_run == run_id:
+            os.close(fd)
+            del _HELD[key]
+            return True
+    return False
+
+
+MIGRATION_JOBS = ("forward_migration_job", "rollback_job")
+ACTIVE = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def _refuse_if_earlier_run_active(context: dg.AssetExecutionContext) -> None:
+    """Refuse when another forward/rollback run started before this one is still active."""
+    instance = context.instance
+    mine = instance.get_run_record_by_id(context.run_id)
+    if mine is None:
+        return
+    for job in MIGRATION_JOBS:
+        for record in instance.get_run_records(dg.RunsFilter(job_name=job, statuses=ACTIVE)):
+            other = record.dagster_run.run_id
+            earlier = (record.create_timestamp, other) < (mine.create_timestamp, context.run_id)
+            if other != context.run_id and earlier:
+                raise MigrationLockedError(
+                    f"Another migration run is in progress ({job} run {other}). Forward and "
+                    "rollback never run at the same time: wait for it to finish, or terminate it "
+                    "in the Dagster UI, then launch this job again."
+                )

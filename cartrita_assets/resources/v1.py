@@ -60,11 +60,18 @@ class V1Source(dg.ConfigurableResource):
         )  # fmt: skip
 
     def settings(self, log: Callable[[str], None] = lambda _m: None) -> V1Settings:
-        """Parse the environment file (starting the demo first when v1 is the demo)."""
-        path = self.resolved_env_file()
-        if path is None:
-            return self.demo(log).ensure()
-        return V1Settings.from_env_file(read_env_file(path))
+        """v1's settings, starting the demo first when v1 is the demo.
+
+        Once ``.env.v1`` exists beside the ``.env`` (saved by k8s_secrets before the cutover), it
+        is v1's record: after ``cp .env.v2 .env`` the ``.env`` describes v2, not v1.
+        """
+        return V1Settings.from_env_file(read_env_file(self.settings_file(log)))
+
+    def settings_file(self, log: Callable[[str], None] = lambda _m: None) -> Path:
+        """The file v1's settings are read from: ``.env.v1`` when it exists, else the ``.env``."""
+        env_path = self.env_path(log)
+        saved = env_path.with_name(env_path.name + ".v1")
+        return saved if saved.exists() else env_path
 
     def env_path(self, log: Callable[[str], None] = lambda _m: None) -> Path:
         """The environment file in use: the user's, or the demo's generated one (demo started)."""

@@ -264,7 +264,9 @@ def test_second_concurrent_run_is_refused(resources, instance):
     lock_path = Path(resources["migration_lock"].path)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     os.write(fd, b"forward_migration_job run other-run, pid 1")
-    fcntl.flock(fd, fcntl.LOCK_EX)  # what a run in another process holds while it works
+    fcntl.flock(
+        fd, fcntl.LOCK_EX | fcntl.LOCK_NB
+    )  # what a run in another process holds while it works
     try:
         result = run_job(resources, instance)
     finally:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+from support.k8s_standin import InMemoryCluster
 
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.k8s.cluster import (
@@ -16,7 +17,6 @@ from cartrita_assets.k8s.cluster import (
     ClusterError,
     ConflictError,
     ImmutableError,
-    InMemoryCluster,
     InvalidObjectError,
     KubernetesCluster,
     translate_api_error,

@@ -24,8 +24,9 @@ def pgvector_cluster(
         settings = v1.settings(progress(context))
         v1_redis_password = settings.redis.password if settings.redis else None
         names = secret_names(context)
-        endpoints = v2.ensure_running(progress(context), v2.redis_password(v1_redis_password))
+        # objects first: in a cluster, readiness is waited on after they are applied
         manifests = v2.publish_cluster(v1_major(settings), names, progress(context))
+        endpoints = v2.ensure_running(progress(context), v2.redis_password(v1_redis_password))
         with connect(v2.admin(), role="v2 PostgreSQL") as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
             vector = conn.execute(

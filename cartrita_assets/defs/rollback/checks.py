@@ -1,0 +1,26 @@
+"""The check that the rollback left v1 equal to its backup."""
+
+import dagster as dg
+
+from cartrita_assets.defs.common import current_backup
+from cartrita_assets.defs.rollback.assets import v1_reinstated
+from cartrita_assets.resources.store import BackupStore
+from cartrita_assets.resources.v1 import V1Source
+from cartrita_assets.rollback import compare_v1
+
+
+@dg.asset_check(asset=v1_reinstated, blocking=True)
+def v1_matches_backup(
+    context: dg.AssetCheckExecutionContext, v1: V1Source, backups: BackupStore
+) -> dg.AssetCheckResult:
+    """v1's tables (rows and content hashes) and Redis keys equal the backup's manifest."""
+    folder, manifest = current_backup(context, backups)
+    difference = compare_v1(v1.settings(), folder, manifest)
+    return dg.AssetCheckResult(
+        passed=not difference.any(),
+        metadata={
+            "backup_id": manifest.backup_id,
+            "tables_differing": len(difference.tables),
+            "details": difference.describe(),
+        },
+    )

@@ -1,0 +1,146 @@
+"""v2 on a Kubernetes cluster: the StatefulSets of k8s/, applied with server-side apply.
+
+The cluster is reached only through ``make_cluster`` (the thin seam over the official client);
+tests substitute an in-memory stand-in there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from cartrita_assets.envfile import PostgresSettings, RedisSettings
+from cartrita_assets.envswitch import Endpoint
+from cartrita_assets.k8s.cluster import Cluster, KubernetesCluster
+from cartrita_assets.k8s.manifests import (
+    MIN_PGVECTOR_MAJOR,
+    ClusterParams,
+    render_cluster,
+    sort_for_apply,
+    to_yaml,
+    validate_objects,
+)
+from cartrita_assets.k8s.wait import wait_scaled_down, wait_statefulsets_ready
+from cartrita_assets.resources.v1 import V1Source
+from cartrita_assets.resources.v2 import Log, V2Target
+from cartrita_assets.secrets import new_password, private_dir, write_private_file
+
+STATEFULSETS = ["postgres", "redis"]
+
+
+def make_cluster(kubeconfig: str | None, context: str | None) -> Cluster:
+    """The cluster the environment's configuration names (in-cluster, $KUBECONFIG, default)."""
+    return KubernetesCluster.from_environment(kubeconfig, context)
+
+
+class KubernetesV2Target(V2Target):
+    """v2 as the ``postgres`` and ``redis`` StatefulSets in ``namespace``, reached through their
+    NodePorts on ``node_host``. v2's PostgreSQL superuser is v1's POSTGRES_USER (the pgvector
+    image creates it from the Secret), so credentials carry over."""
+
+    v1: V1Source
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str = "data-stack"
+    node_host: str = "localhost"
+    pg_node_port: int = 32432
+    redis_node_port: int = 32379
+    storage_class: str | None = None
+    postgres_storage: str = "10Gi"
+    redis_storage: str = "2Gi"
+    ready_timeout: float = 600.0
+    state_dir: str = ".cartrita/kubernetes"
+
+    def cluster(self) -> Cluster:
+        """A client for the configured cluster (made on use, never at import)."""
+        return make_cluster(self.kubeconfig, self.context)
+
+    def _namespace(self) -> dict[str, object]:
+        labels = {"app.kubernetes.io/part-of": "cartrita"}
+        return {"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": self.namespace, "labels": labels}}  # fmt: skip
+
+    def publish_secrets(self, objects: list[dict[str, object]], log: Log) -> str:
+        cluster = self.cluster()
+        cluster.apply(self._namespace())
+        for obj in objects:
+            cluster.apply(obj)
+            log(f"Applied Secret {obj['metadata']['name']} in {self.namespace}")  # type: ignore[index]
+        return f"{len(objects)} Secrets applied to namespace {self.namespace} (server-side apply)"
+
+    def publish_cluster(self, v1_major: int, secret_names: dict[str, str], log: Log) -> str:
+        params = ClusterParams(
+            namespace=self.namespace,
+            postgres_major=max(v1_major, MIN_PGVECTOR_MAJOR),
+            storage_class=self.storage_class,
+            postgres_storage=self.postgres_storage,
+            redis_storage=self.redis_storage,
+            postgres_node_port=self.pg_node_port,
+            redis_node_port=self.redis_node_port,
+            postgres_secret=secret_names["postgres"],
+            redis_secret=secret_names["redis"],
+        )
+        objects = sort_for_apply(render_cluster(params))
+        validate_objects(objects)
+        rendered = private_dir(Path(self.state_dir)) / "pgvector-redis.yaml"
+        rendered.write_text(to_yaml(objects))
+        cluster = self.cluster()
+        for obj in objects:
+            self._undo_scale_down(cluster, obj, log)
+            cluster.apply(obj)
+            log(f"Applied {obj['kind']} {obj['metadata']['name']}")
+        return f"{len(objects)} objects applied to {self.namespace} (also written to {rendered})"
+
+    def _undo_scale_down(self, cluster: Cluster, obj: dict[str, object], log: Log) -> None:
+        # a rollback scaled it through the scale subresource, which now owns spec.replicas:
+        # scale back first, or applying the manifest's count would be a field-manager conflict
+        if obj["kind"] != "StatefulSet":
+            return
+        name = str(obj["metadata"]["name"])  # type: ignore[index]
+        live = cluster.get("apps/v1", "StatefulSet", name, self.namespace)
+        wanted = int(obj["spec"].get("replicas", 1))  # type: ignore[attr-defined]
+        if live is not None and live.get("spec", {}).get("replicas") != wanted:
+            cluster.scale("StatefulSet", name, self.namespace, wanted)
+            log(f"Scaled StatefulSet {name} back to {wanted}")
+
+    def ensure_running(self, log: Log, redis_password: str | None = None) -> dict[str, str]:
+        wait_statefulsets_ready(
+            self.cluster(), self.namespace, STATEFULSETS, self.ready_timeout, log
+        )
+        return {
+            "kind": f"kubernetes StatefulSets in {self.namespace}",
+            "postgres": self.admin().masked_dsn(),
+            "redis": self.redis().masked_url(),
+        }
+
+    def admin(self, dbname: str = "postgres") -> PostgresSettings:
+        v1 = self.v1.settings().postgres
+        return replace(v1, host=self.node_host, port=self.pg_node_port, dbname=dbname)
+
+    def redis(self, db: int = 0) -> RedisSettings:
+        v1 = self.v1.settings().redis
+        password = self.redis_password(v1.password if v1 else None)
+        return RedisSettings(
+            host=self.node_host, port=self.redis_node_port, password=password, db=db
+        )
+
+    def redis_password(self, preferred: str | None) -> str:
+        if preferred:
+            return preferred
+        path = private_dir(Path(self.state_dir)) / "redis.password"
+        if not path.exists():
+            write_private_file(path, new_password() + "\n")
+        return path.read_text().strip()
+
+    def app_endpoints(self) -> tuple[Endpoint, Endpoint]:
+        return Endpoint(self.node_host, self.pg_node_port), Endpoint(
+            self.node_host, self.redis_node_port
+        )
+
+    def stop(self, log: Log) -> list[str]:
+        cluster = self.cluster()
+        for name in STATEFULSETS:
+            cluster.scale("StatefulSet", name, self.namespace, 0)
+            log(f"Scaled StatefulSet {name} to 0")
+        wait_scaled_down(cluster, self.namespace, STATEFULSETS, self.ready_timeout, log)
+        return [f"StatefulSet {self.namespace}/{name} scaled to 0" for name in STATEFULSETS]

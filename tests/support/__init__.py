@@ -1,0 +1,1 @@
+"""Test support code: stand-ins for the services the product talks to."""
