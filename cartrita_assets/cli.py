@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cartrita_assets import cli_db
+from cartrita_assets import cli_db, cli_v2
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.instance import ensure_dagster_home
 from cartrita_assets.paths import PROJECT_ROOT, state_dir
@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scale", type=int, default=None, help="data set size (default 1)")
     demo.set_defaults(func=_demo)
     cli_db.add_parser(sub)
+    cli_v2.add_parser(sub)
     dev = sub.add_parser("dev", help="open the Dagster UI on this project (dagster dev)")
     dev.set_defaults(func=_dev)
     return parser

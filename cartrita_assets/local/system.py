@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import shutil
 import socket
 import stat
@@ -84,11 +85,18 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def free_port() -> int:
-    """An ephemeral TCP port that is free right now (for tests and throwaway servers)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(low: int = 20000, high: int = 32000) -> int:
+    """A TCP port that is free right now (for tests and throwaway servers).
+
+    Chosen below Linux's ephemeral range (32768 and up): a port the kernel hands out for
+    outgoing connections could be taken as a client's source port before the server binds it.
+    """
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(low, high)
+        if port_is_free(port):
+            return port
+    raise LocalServerError(f"No free TCP port found between {low} and {high}.")
 
 
 def wait_until(

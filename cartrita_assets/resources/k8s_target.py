@@ -137,6 +137,17 @@ class KubernetesV2Target(V2Target):
             self.node_host, self.redis_node_port
         )
 
+    def status_lines(self) -> list[str]:
+        cluster = self.cluster()
+        out = []
+        for api, kind in (("v1", "Pod"), ("v1", "Service"), ("v1", "PersistentVolumeClaim")):
+            for obj in cluster.list(api, kind, self.namespace):
+                out.append(f"{kind:<22} {obj['metadata']['name']:<28} {_summary(kind, obj)}")
+        return out or [f"nothing in namespace {self.namespace}"]
+
+    def logs(self, component: str, lines: int) -> str:
+        return self.cluster().pod_logs(self.namespace, f"{component}-0", tail_lines=lines)
+
     def stop(self, log: Log) -> list[str]:
         cluster = self.cluster()
         for name in STATEFULSETS:
@@ -144,3 +155,16 @@ class KubernetesV2Target(V2Target):
             log(f"Scaled StatefulSet {name} to 0")
         wait_scaled_down(cluster, self.namespace, STATEFULSETS, self.ready_timeout, log)
         return [f"StatefulSet {self.namespace}/{name} scaled to 0" for name in STATEFULSETS]
+
+
+def _summary(kind: str, obj: dict[str, object]) -> str:
+    status = obj.get("status") or {}
+    spec = obj.get("spec") or {}
+    if kind == "Pod":
+        statuses = status.get("containerStatuses") or []  # type: ignore[union-attr]
+        ready = sum(1 for c in statuses if c.get("ready"))
+        return f"{status.get('phase', '?')} ready {ready}/{len(statuses)}"  # type: ignore[union-attr]
+    if kind == "Service":
+        ports = [f"{p.get('port')}->{p.get('nodePort', '-')}" for p in spec.get("ports", [])]  # type: ignore[union-attr]
+        return f"{spec.get('type', 'ClusterIP')} {' '.join(ports)}"  # type: ignore[union-attr]
+    return str(status.get("phase", "?"))  # type: ignore[union-attr]

@@ -66,6 +66,14 @@ class V2Target(dg.ConfigurableResource):
         """Render (and in a cluster, apply) v2's objects for v1's PostgreSQL major."""
         raise NotImplementedError
 
+    def status_lines(self) -> list[str]:
+        """What runs for v2 right now (servers, or pods, services and volume claims)."""
+        raise NotImplementedError
+
+    def logs(self, component: str, lines: int) -> str:
+        """The last ``lines`` lines of the ``postgres`` or ``redis`` log."""
+        raise NotImplementedError
+
 
 class LocalV2Target(V2Target):
     """v2 as a PostgreSQL 18 + pgvector and a Redis server started under the state folder."""
@@ -135,6 +143,20 @@ class LocalV2Target(V2Target):
         return (
             f"{len(objects)} objects rendered to {path}, validated, not applied: local environment"
         )
+
+    def status_lines(self) -> list[str]:
+        out = []
+        for kind, server in zip(("PostgreSQL", "Redis"), self.servers(), strict=True):
+            state = "running" if server.is_running() else "stopped"
+            out.append(f"local v2 {kind} on 127.0.0.1:{server.port}: {state} ({server.base_dir})")
+        return out
+
+    def logs(self, component: str, lines: int) -> str:
+        pg, rds = self.servers()
+        path = pg.log_file if component == "postgres" else rds.base_dir / "redis.log"
+        if not path.exists():
+            return f"(no log yet at {path})"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, log: Log) -> list[str]:
         stopped = []

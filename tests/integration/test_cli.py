@@ -45,5 +45,13 @@ def test_forward_from_a_v1_env_file_writes_a_summary(demo_v1, test_dir):
         assert password not in out.stdout + out.stderr
         assert (test_dir / "state" / "dagster_home" / "dagster.yaml").exists()
         assert not (test_dir / "state" / "demo-v1").exists()  # a real v1 file: no demo started
+        env = {**env, "CARTRITA_V1_ENV_FILE": str(env_file)}
+        for args, expected in ((["v2", "status"], "local v2 PostgreSQL on 127.0.0.1"),
+                               (["v2", "connect"], ".env.v2"),
+                               (["v2", "logs", "postgres", "--lines", "5"], "LOG:")):  # fmt: skip
+            out = subprocess.run([cartrita, *args], cwd=test_dir, env=env, capture_output=True,
+                                 text=True, timeout=120)  # fmt: skip
+            assert out.returncode == 0 and expected in out.stdout, out.stderr
+            assert password not in out.stdout + out.stderr
     finally:
         subprocess.run([cartrita, "servers", "stop"], cwd=test_dir, env=env, capture_output=True)

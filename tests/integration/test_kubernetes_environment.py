@@ -118,6 +118,9 @@ def test_forward_and_rollback_in_the_kubernetes_environment(kube, instance):
     for name in ("postgres", "redis"):
         assert cluster.get("apps/v1", "StatefulSet", name, "data-stack")["spec"]["replicas"] == 0
 
+    status = "\n".join(resources["v2"].status_lines())
+    assert "Service" in status and f"5432->{resources['v2'].pg_node_port}" in status
+
     again = run_job(resources, instance)  # scaled-down StatefulSets come back without a conflict
     assert again.success, failure_messages(again)
     assert cluster.get("apps/v1", "StatefulSet", "postgres", "data-stack")["spec"]["replicas"] == 1
