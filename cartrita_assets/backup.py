@@ -237,7 +237,10 @@ class _DumpThread(threading.Thread):
         self.seconds = time.monotonic() - started
         if result.returncode != 0:
             tail = "\n".join(result.stderr[-8:])
-            self.error = CartritaError(f"pg_dump failed (exit {result.returncode}):\n{tail}")
+            self.error = CartritaError(
+                f"pg_dump failed (exit {result.returncode}). v1 was only read and the partial "
+                f"backup is removed; check that v1 is up, then materialize v1_backup again.\n{tail}"
+            )
 
     def join_with_progress(self, log: Log) -> None:
         while self.is_alive():

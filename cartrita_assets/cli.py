@@ -49,8 +49,13 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _servers(args: argparse.Namespace) -> int:
-    from cartrita_assets.environments import build_resources
+    from cartrita_assets.environments import build_resources, current_environment
 
+    if current_environment() != "local":
+        raise CartritaError(
+            "`cartrita servers` manages the local environment's servers; in a cluster use "
+            "`cartrita v2 status` and `cartrita v2 logs`."
+        )
     resources = build_resources()
     v2, demo = resources["v2"], resources["v1"].demo(print)
     targets = [("v2", v2.servers(print)), ("demo v1", demo.servers())]
@@ -93,22 +98,31 @@ def _dev(_args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=os.environ.copy())
 
 
+def _job_parser(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    helptext: str,
+    func: object,
+) -> argparse.ArgumentParser:
+    """A subcommand that runs a job, with the options every job command shares."""
+    cmd = sub.add_parser(name, help=helptext)
+    cmd.add_argument("--env-file", help="v1's .env (default: ./.env, else the demo v1)")
+    cmd.add_argument("--reports-dir", default="reports", help="where run summaries go")
+    cmd.set_defaults(func=func)
+    return cmd
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``cartrita`` argument parser."""
     parser = argparse.ArgumentParser(prog="cartrita", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    fwd = sub.add_parser("forward", help="run forward_migration_job and write a run summary")
-    fwd.add_argument("--env-file", help="v1's .env (default: ./.env, else the demo v1)")
-    fwd.add_argument("--reports-dir", default="reports", help="where run summaries go")
+    fwd = _job_parser(sub, "forward", "run forward_migration_job and write a run summary", _forward)
     fwd.add_argument("--replace-existing-database", action="store_true",
                      help="let restored_db replace a v2 database it did not restore")  # fmt: skip
-    fwd.set_defaults(func=_forward)
-    back = sub.add_parser("rollback", help="run rollback_job: v1 back as the backup recorded it")
-    back.add_argument("--env-file", help="v1's .env (default: ./.env, else the demo v1)")
-    back.add_argument("--reports-dir", default="reports", help="where run summaries go")
+    back = _job_parser(sub, "rollback", "run rollback_job: v1 back as the backup recorded it",
+                       _rollback)  # fmt: skip
     back.add_argument("--confirm-overwrite-v1", action="store_true",
                       help="allow overwriting a v1 that differs from the backup")  # fmt: skip
-    back.set_defaults(func=_rollback)
     srv = sub.add_parser("servers", help="status, start or stop the local v2 and demo servers")
     srv.add_argument("action", choices=["status", "start", "stop"])
     srv.set_defaults(func=_servers)

@@ -10,12 +10,12 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from helpers import v1_source
 
 from cartrita_assets.demo.servers import DemoV1
 from cartrita_assets.local.system import free_port
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.store import BackupStore
-from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.resources.v2 import LocalV2Target
 
 
@@ -62,19 +62,6 @@ def v2(test_dir: Path) -> Iterator[LocalV2Target]:
         yield target
     finally:
         target.stop(lambda _m: None)
-
-
-def v1_source(demo: DemoV1, env_file: Path | None = None) -> V1Source:
-    """A V1Source on the session's demo (or on ``env_file`` when given)."""
-    return V1Source(
-        env_file=str(env_file) if env_file else None,
-        default_env_file=str(demo.base_dir / "no-such-file.env"),
-        demo_dir=str(demo.base_dir),
-        demo_pg_port=demo.pg_port,
-        demo_redis_port=demo.redis_port,
-        demo_scale=demo.scale,
-        demo_durable=False,
-    )
 
 
 @pytest.fixture

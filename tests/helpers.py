@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from cartrita_assets.definitions import build_definitions
 from cartrita_assets.resources.lock import release_run_lock
+from cartrita_assets.resources.v1 import V1Source
 
 
 def run_job(
@@ -76,3 +78,16 @@ def materialize(
     )
     release_run_lock(result.run_id)
     return result
+
+
+def v1_source(demo: Any, env_file: Path | None = None) -> V1Source:
+    """A V1Source on the session's demo (or on ``env_file`` when given)."""
+    return V1Source(
+        env_file=str(env_file) if env_file else None,
+        default_env_file=str(demo.base_dir / "no-such-file.env"),
+        demo_dir=str(demo.base_dir),
+        demo_pg_port=demo.pg_port,
+        demo_redis_port=demo.redis_port,
+        demo_scale=demo.scale,
+        demo_durable=False,
+    )

@@ -15,6 +15,7 @@ from helpers import (
     materialize,
     materialized,
     run_job,
+    v1_source,
 )
 
 from cartrita_assets import redis_copy
@@ -226,7 +227,6 @@ def test_wrong_v1_password_is_a_clear_error_without_the_password(
     bad = "Wr0ng-Pa55word-xyz"
     env_file = test_dir / "v1.env"
     env_file.write_text(text.replace(real, bad))
-    from conftest import v1_source
 
     resources = {**resources, "v1": v1_source(demo_v1, env_file)}
     result = run_job(resources, instance)

@@ -8,8 +8,7 @@ import base64
 from pathlib import Path
 
 import pytest
-from conftest import v1_source
-from helpers import check_results, event_log_text, failure_messages, run_job
+from helpers import check_results, event_log_text, failure_messages, run_job, v1_source
 from support.k8s_standin import InMemoryCluster
 
 from cartrita_assets.local.postgres import LocalPostgres

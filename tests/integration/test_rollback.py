@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import v1_source
-from helpers import check_results, failure_messages, materialized, run_job
+from helpers import check_results, failure_messages, materialized, run_job, v1_source
 
 from cartrita_assets.pg.connect import connect
 
