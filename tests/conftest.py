@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from helpers import v1_source
+from helpers import running_demo, v1_source
 
 from cartrita_assets.demo.servers import DemoV1
 from cartrita_assets.local.system import free_port
@@ -34,12 +34,8 @@ def base_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def demo_v1(base_dir: Path) -> Iterator[DemoV1]:
     """The demo v1, seeded once per session (scale 1)."""
-    demo = DemoV1(base_dir / "demo-v1", free_port(), free_port(), scale=1, durable=False)
-    try:
-        demo.ensure()
+    with running_demo(base_dir / "demo-v1") as demo:
         yield demo
-    finally:
-        demo.stop()
 
 
 @pytest.fixture

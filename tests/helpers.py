@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from cartrita_assets.definitions import build_definitions
+from cartrita_assets.demo.servers import DemoV1
+from cartrita_assets.local.system import free_port
 from cartrita_assets.resources.lock import release_run_lock
 from cartrita_assets.resources.v1 import V1Source
 
@@ -91,3 +95,14 @@ def v1_source(demo: Any, env_file: Path | None = None) -> V1Source:
         demo_scale=demo.scale,
         demo_durable=False,
     )
+
+
+@contextlib.contextmanager
+def running_demo(folder: Path) -> Iterator[DemoV1]:
+    """A seeded demo v1 (scale 1) under ``folder``, stopped on exit."""
+    demo = DemoV1(folder, free_port(), free_port(), scale=1, durable=False)
+    try:
+        demo.ensure()
+        yield demo
+    finally:
+        demo.stop()

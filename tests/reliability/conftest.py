@@ -6,17 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import running_demo
 
 from cartrita_assets.demo.servers import DemoV1
-from cartrita_assets.local.system import free_port
 
 
 @pytest.fixture
 def own_v1(test_dir: Path) -> Iterator[DemoV1]:
     """A demo v1 for this test alone (scale 1, about a second to seed)."""
-    demo = DemoV1(test_dir / "v1", free_port(), free_port(), scale=1, durable=False)
-    try:
-        demo.ensure()
+    with running_demo(test_dir / "v1") as demo:
         yield demo
-    finally:
-        demo.stop()
