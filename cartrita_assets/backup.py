@@ -5,6 +5,8 @@ v1 is only ever read: every session is READ ONLY and pg_dump reads the exported 
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import subprocess
 import threading
@@ -37,6 +39,7 @@ from cartrita_assets.pg.tools import run_tool
 from cartrita_assets.secrets import private_dir
 
 Log = Callable[[str], None]
+_NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", as pg_dump prints it
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,8 @@ def preflight(v1: V1Settings, backup_root: Path, min_free_ratio: float = 2.0) ->
     if free < size * min_free_ratio:
         raise PreflightError(
             f"Not enough free disk for the backup at {backup_root}: the v1 database is "
-            f"{_gib(size)}, the backup needs {min_free_ratio:g}x that "
-            f"({_gib(size * min_free_ratio)}) and only {_gib(free)} is free. Free some space "
+            f"{_size(size)}, the backup needs {min_free_ratio:g}x that "
+            f"({_size(size * min_free_ratio)}) and only {_size(free)} is free. Free some space "
             "or set CARTRITA_BACKUP_DIR to a larger disk."
         )
     redis_version = _redis_version(v1.redis) if v1.redis else None
@@ -130,24 +133,54 @@ def take_backup(
         The backup folder and its manifest (also written there).
     """
     pre = preflight(v1, backup_root, min_free_ratio)
-    log(f"Preflight ok: v1 PostgreSQL {pre.server_version}, database {_gib(pre.size_bytes)}, "
-        f"{_gib(pre.free_bytes)} free at {backup_root}")  # fmt: skip
-    folder = new_backup_dir(backup_root)
+    log(f"Preflight ok: v1 PostgreSQL {pre.server_version}, database {_size(pre.size_bytes)}, "
+        f"{_size(pre.free_bytes)} free at {backup_root}")  # fmt: skip
+    folder: Path | None = None
     try:
+        folder = new_backup_dir(backup_root)
         postgres = _backup_postgres(v1, folder, pre, log, jobs)
         redis_part = _backup_redis(v1.redis, folder, pre.redis_version, log) if v1.redis else None
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        manifest = Manifest(
+            backup_id=folder.name,
+            created_at=datetime.now(UTC).isoformat(),
+            source=source,
+            postgres=postgres,
+            redis=redis_part,
+        )
+        # the manifest is written last: a folder without one is never a backup
+        manifest.save(folder)
+    except BaseException as exc:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, _DiskFull) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
+            raise _disk_full_error(backup_root, folder, pre.free_bytes, exc) from None
         raise
-    manifest = Manifest(
-        backup_id=folder.name,
-        created_at=datetime.now(UTC).isoformat(),
-        source=source,
-        postgres=postgres,
-        redis=redis_part,
-    )
-    manifest.save(folder)
     return folder, manifest
+
+
+class BackupDiskFullError(CartritaError):
+    """The backup disk filled up while the backup was being written (the partial one is gone)."""
+
+
+class _DiskFull(CartritaError):
+    """pg_dump reported ENOSPC; turned into a BackupDiskFullError once the folder is removed."""
+
+
+def _disk_full_error(
+    backup_root: Path, folder: Path | None, free_before: int, exc: BaseException
+) -> CartritaError:
+    what = "pg_dump" if isinstance(exc, _DiskFull) else "the backup"
+    where = folder if folder is not None else backup_root
+    return BackupDiskFullError(
+        f"The backup disk is full: {what} could not write to {where} (No space left on device). "
+        f"v1 was only read, and the partial backup was removed. {_size(free_before)} was free "
+        f"at {backup_root} when the backup started and that was not enough: free some space or "
+        "set CARTRITA_BACKUP_DIR to a larger disk, then materialize v1_backup again."
+    )
+
+
+def _size(n: float) -> str:
+    return _gib(n) if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def _backup_postgres(
@@ -235,7 +268,9 @@ class _DumpThread(threading.Thread):
             extra_env={"PGOPTIONS": "-c default_transaction_read_only=on"},
         )
         self.seconds = time.monotonic() - started
-        if result.returncode != 0:
+        if result.returncode != 0 and any(_NO_SPACE in line for line in result.stderr):
+            self.error = _DiskFull(f"pg_dump: {_NO_SPACE}")
+        elif result.returncode != 0:
             tail = "\n".join(result.stderr[-8:])
             self.error = CartritaError(
                 f"pg_dump failed (exit {result.returncode}). v1 was only read and the partial "

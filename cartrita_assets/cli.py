@@ -8,13 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cartrita_assets import cli_db, cli_v2
+from cartrita_assets import cli_db, cli_test, cli_v2
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.instance import ensure_dagster_home
 from cartrita_assets.paths import PROJECT_ROOT, state_dir
 
 
-def _run_job(name: str, run_config: dict[str, object], reports_dir: str) -> int:
+def _run_job(name: str, run_config: dict[str, object], reports_dir: str | None) -> int:
     import dagster as dg
 
     from cartrita_assets.definitions import build_definitions
@@ -22,6 +22,8 @@ def _run_job(name: str, run_config: dict[str, object], reports_dir: str) -> int:
     from cartrita_assets.run_summary import RunSummary
 
     ensure_dagster_home()
+    reports_dir = reports_dir or os.environ.get("CARTRITA_REPORTS_DIR") or "reports"
+    os.environ["CARTRITA_REPORTS_DIR"] = reports_dir  # integration_report writes there too
     job = build_definitions().resolve_job_def(name)
     result = job.execute_in_process(
         instance=dg.DagsterInstance.get(), run_config=run_config, raise_on_error=False
@@ -31,17 +33,47 @@ def _run_job(name: str, run_config: dict[str, object], reports_dir: str) -> int:
     report = summary.write(Path(reports_dir))
     print(summary.markdown())
     print(f"Run summary written to {report.resolve()}")
+    for path in _integration_reports(result):
+        print(f"Integration report: {path}")
     print("Browse the run and the asset graph with: cartrita dev")
     return 0 if result.success else 1
 
 
+def _integration_reports(result: object) -> list[str]:
+    """report.md paths of integration_report materializations in the run."""
+    paths = []
+    for event in result.all_events:  # type: ignore[attr-defined]
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            meta = event.event_specific_data.materialization.metadata
+            if "report_md" in meta:
+                paths.append(str(meta["report_md"].value))
+    return paths
+
+
+def _check_v1_env_file() -> None:
+    """Read v1's .env before a job starts: a bad file is one clear error, not a failed run.
+
+    Nothing is started or written (the demo v1 is not started here); the assets read it again.
+    """
+    from cartrita_assets.envfile import V1Settings, read_env_file
+    from cartrita_assets.environments import build_resources
+
+    v1 = build_resources()["v1"]
+    path = v1.resolved_env_file()
+    if path is not None:
+        saved = path.with_name(path.name + ".v1")
+        V1Settings.from_env_file(read_env_file(saved if saved.exists() else path))
+
+
 def _forward(args: argparse.Namespace) -> int:
+    _check_v1_env_file()
     replace = {"replace_existing_database": args.replace_existing_database}
     config = {"ops": {"restored_db": {"config": replace}}}
     return _run_job("forward_migration_job", config, args.reports_dir)
 
 
 def _rollback(args: argparse.Namespace) -> int:
+    _check_v1_env_file()
     confirm = {"confirm_overwrite_v1": args.confirm_overwrite_v1}
     return _run_job(
         "rollback_job", {"ops": {"v1_reinstated": {"config": confirm}}}, args.reports_dir
@@ -107,7 +139,12 @@ def _job_parser(
     """A subcommand that runs a job, with the options every job command shares."""
     cmd = sub.add_parser(name, help=helptext)
     cmd.add_argument("--env-file", help="v1's .env (default: ./.env, else the demo v1)")
-    cmd.add_argument("--reports-dir", default="reports", help="where run summaries go")
+    cmd.add_argument(
+        "--reports-dir",
+        default=None,
+        help="where run summaries and integration reports go "
+        "(default: $CARTRITA_REPORTS_DIR or ./reports)",
+    )
     cmd.set_defaults(func=func)
     return cmd
 
@@ -132,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     cli_db.add_parser(sub)
     cli_v2.add_parser(sub)
+    cli_test.add_parser(sub)
     dev = sub.add_parser("dev", help="open the Dagster UI on this project (dagster dev)")
     dev.set_defaults(func=_dev)
     return parser

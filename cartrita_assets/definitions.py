@@ -10,12 +10,18 @@ from cartrita_assets.defs.cluster import assets as cluster_assets
 from cartrita_assets.defs.cluster import checks as cluster_checks
 from cartrita_assets.defs.cluster import secrets as cluster_secrets
 from cartrita_assets.defs.jobs import forward_migration_job, rollback_job
+from cartrita_assets.defs.operations import JOBS as OPERATIONS_JOBS
+from cartrita_assets.defs.operations import SCHEDULES, SENSORS
+from cartrita_assets.defs.report import assets as report_assets
+from cartrita_assets.defs.report import checks as report_checks
 from cartrita_assets.defs.restore import assets as restore_assets
 from cartrita_assets.defs.restore import checks as restore_checks
 from cartrita_assets.defs.rollback import assets as rollback_assets
 from cartrita_assets.defs.rollback import checks as rollback_checks
 from cartrita_assets.defs.schema import assets as schema_assets
 from cartrita_assets.defs.schema import checks as schema_checks
+from cartrita_assets.defs.vectors import assets as vector_assets
+from cartrita_assets.defs.vectors import checks as vector_checks
 from cartrita_assets.environments import build_resources, executor_for
 
 ASSET_MODULES = [
@@ -24,6 +30,8 @@ ASSET_MODULES = [
     cluster_assets,
     restore_assets,
     schema_assets,
+    vector_assets,
+    report_assets,
     rollback_assets,
 ]
 CHECK_MODULES = [
@@ -32,6 +40,8 @@ CHECK_MODULES = [
     cluster_checks,
     restore_checks,
     schema_checks,
+    vector_checks,
+    report_checks,
     rollback_checks,
 ]
 
@@ -41,7 +51,9 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ASSET_MODULES),
         asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
-        jobs=[forward_migration_job, rollback_job],
+        jobs=[forward_migration_job, rollback_job, *OPERATIONS_JOBS],
+        sensors=SENSORS,
+        schedules=SCHEDULES,
         resources=resources if resources is not None else build_resources(),
         executor=executor_for(),
     )

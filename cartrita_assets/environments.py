@@ -14,8 +14,10 @@ import dagster as dg
 
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.paths import state_dir
+from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.k8s_target import KubernetesV2Target
 from cartrita_assets.resources.lock import MigrationLock
+from cartrita_assets.resources.reports import ReportStore
 from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.resources.v2 import LocalV2Target
@@ -38,7 +40,7 @@ def _int_env(name: str, default: int) -> int:
     if raw is None:
         return default
     if not raw.isdigit():
-        raise CartritaError(f"{name} must be a port number, got a non-numeric value.")
+        raise CartritaError(f"{name} must be a whole number, got a non-numeric value.")
     return int(raw)
 
 
@@ -67,7 +69,28 @@ def build_resources(env: str | None = None, state: Path | None = None) -> dict[s
             root=os.environ.get("CARTRITA_BACKUP_DIR") or str(state / "backups")
         ),
         "migration_lock": MigrationLock(path=str(state / "locks" / "migration.lock")),
+        "embedder": embedder_from_env(state),
+        "reports": ReportStore(root=os.environ.get("CARTRITA_REPORTS_DIR") or "reports"),
     }
+
+
+def embedder_from_env(state: Path) -> EmbedderResource:
+    """``CARTRITA_EMBEDDER``: ``local`` (default, the bundled model) or ``openai`` (endpoint,
+    model and dimensions from ``CARTRITA_OPENAI_BASE_URL``, ``CARTRITA_OPENAI_MODEL``,
+    ``CARTRITA_OPENAI_DIMENSIONS``; the key from ``OPENAI_API_KEY``). Vectors are cached under
+    the state folder (``CARTRITA_EMBEDDING_CACHE``: another file, or empty for no cache)."""
+    kind = os.environ.get("CARTRITA_EMBEDDER", "local").strip().lower() or "local"
+    if kind not in ("local", "openai"):
+        raise CartritaError(f"CARTRITA_EMBEDDER={kind!r} is not an embedder; use local or openai.")
+    cache = os.environ.get("CARTRITA_EMBEDDING_CACHE", str(state / "embedding-cache.sqlite"))
+    options: dict[str, Any] = {"kind": kind, "cache_path": cache or None}
+    if kind == "openai":
+        for field, name in (("openai_base_url", "CARTRITA_OPENAI_BASE_URL"),
+                            ("openai_model", "CARTRITA_OPENAI_MODEL")):  # fmt: skip
+            if os.environ.get(name):
+                options[field] = os.environ[name]
+        options["openai_dimensions"] = _int_env("CARTRITA_OPENAI_DIMENSIONS", 1536)
+    return EmbedderResource(**options)
 
 
 def executor_for(env: str | None = None) -> dg.ExecutorDefinition:
@@ -97,4 +120,6 @@ def _kubernetes_resources(state: Path) -> dict[str, Any]:
         "migration_lock": MigrationLock(
             path=str(state / "locks" / "migration.lock"), across_processes=True
         ),
+        "embedder": embedder_from_env(state),
+        "reports": ReportStore(root=os.environ.get("CARTRITA_REPORTS_DIR") or "reports"),
     }

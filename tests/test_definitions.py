@@ -15,13 +15,16 @@ DESIGN_CARD_ASSETS = {
     "pgvector_cluster",
     "restored_db",
     "schema_version",
+    "embeddings_index",
+    "integration_report",
 }
 
 
 def test_every_job_schedule_and_sensor_resolves():
     defs = build_definitions()
     jobs = {job.name for job in defs.resolve_all_job_defs()}
-    assert {"forward_migration_job", "rollback_job"} <= jobs
+    assert {"forward_migration_job", "rollback_job", "reindex_embeddings_job",
+            "v2_health_checks_job"} <= jobs  # fmt: skip
     for schedule in defs.schedules or []:
         defs.resolve_schedule_def(schedule.name)
     for sensor in defs.sensors or []:
@@ -39,7 +42,7 @@ def test_assets_and_checks_are_described_grouped_and_owned():
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 30, key
-        assert node.group_name in {"v1", "v2", "rollback"}, key
+        assert node.group_name in {"v1", "v2", "vectors", "rollback"}, key
         assert node.owners == ["team:data-platform"], key
         assert node.kinds, key
     for check_key in graph.asset_check_keys:

@@ -8,14 +8,17 @@ FORWARD_ASSETS = [
     "pgvector_cluster",
     "restored_db",
     "schema_version",
+    "embeddings_index",
+    "integration_report",
 ]
 
 forward_migration_job = dg.define_asset_job(
     "forward_migration_job",
     selection=dg.AssetSelection.assets(*FORWARD_ASSETS),
     description=(
-        "Back up v1, bring up v2, restore and verify: every asset with its checks; a failing "
-        "blocking check stops what is downstream."
+        "Back up v1, bring up v2, restore and verify, migrate the schema, embed and index, then "
+        "run the integration suite: every asset with its checks; a failing blocking check stops "
+        "what is downstream."
     ),
     tags={"cartrita/kind": "forward"},
 )

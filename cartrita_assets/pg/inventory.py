@@ -60,8 +60,16 @@ class SequenceState:
 
 
 def qualified(schema: str, name: str) -> str:
-    """``schema.name`` as a plain key (used in manifests and metadata)."""
-    return f"{schema}.{name}"
+    """``schema.name`` as a plain key (used in manifests and metadata).
+
+    A part holding a ``.`` or a ``"`` is double-quoted (inner quotes doubled), so two different
+    tables never share a key (schema ``a.b`` table ``c`` vs schema ``a`` table ``b.c``).
+    """
+    return f"{_key_part(schema)}.{_key_part(name)}"
+
+
+def _key_part(part: str) -> str:
+    return '"' + part.replace('"', '""') + '"' if "." in part or '"' in part else part
 
 
 def list_tables(conn: psycopg.Connection) -> list[tuple[str, str]]:

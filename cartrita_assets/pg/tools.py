@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -120,14 +121,26 @@ TOC_KINDS = ("TABLE DATA", "SEQUENCE SET", "EXTENSION", "TABLE", "SEQUENCE", "IN
 def read_toc(dump_dir: Path) -> list[TocEntry]:
     """Parse the archive's table of contents with ``pg_restore --list``.
 
+    ``--list`` prints schema, name and owner separated by single spaces and unquoted, so a name
+    that contains a space is ambiguous there; the exact names of such ``TABLE DATA`` and
+    ``TABLE`` entries are read from the (quoted) SQL pg_restore emits for that one entry.
+
     Raises:
         subprocess.CalledProcessError: the archive is unreadable.
     """
     out = subprocess.run(
         [pg_binary("pg_restore"), "--list", str(dump_dir)],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, encoding="utf-8", errors="replace",
     )  # fmt: skip
-    return [e for line in out.stdout.splitlines() if (e := _parse_toc_line(line))]
+    entries = []
+    for line in out.stdout.splitlines():
+        entry = _parse_toc_line(line)
+        if entry is None:
+            continue
+        if entry.kind in _NAMED_BY_STATEMENT and _is_ambiguous(line, entry.kind):
+            entry = _exact_names(dump_dir, entry)
+        entries.append(entry)
+    return entries
 
 
 def _parse_toc_line(line: str) -> TocEntry | None:
@@ -144,6 +157,48 @@ def _parse_toc_line(line: str) -> TocEntry | None:
             fields = desc[len(kind) + 1 :].split(" ")
             return TocEntry(int(head), kind, fields[0], fields[1] if len(fields) > 1 else "")
     return None
+
+
+def _is_ambiguous(line: str, kind: str) -> bool:
+    """True when a space in the schema, name or owner makes the split by spaces unreliable."""
+    desc = line.partition("; ")[2].split(" ", 2)[2]
+    return len(desc[len(kind) + 1 :].split(" ")) != 3  # schema, name, owner
+
+
+_IDENT = r'"(?:[^"]|"")*"|[^\s".(]+'
+_NAMED_BY_STATEMENT = {
+    "TABLE DATA": re.compile(rf"COPY ({_IDENT})\.({_IDENT}) "),
+    "TABLE": re.compile(rf"CREATE (?:UNLOGGED )?TABLE ({_IDENT})\.({_IDENT}) "),
+}
+
+
+def _unquote(ident: str) -> str:
+    return ident[1:-1].replace('""', '"') if ident.startswith('"') else ident
+
+
+def _exact_names(dump_dir: Path, entry: TocEntry) -> TocEntry:
+    """``entry`` with schema and name read from pg_restore's SQL for that entry alone."""
+    pattern = _NAMED_BY_STATEMENT[entry.kind]
+    with tempfile.TemporaryDirectory(prefix="cartrita-toc-") as tmp:
+        listfile = Path(tmp) / "entry.list"
+        listfile.write_text(f"{entry.dump_id};\n")
+        cmd = [pg_binary("pg_restore"), "--use-list", str(listfile), "--file=-", str(dump_dir)]
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, encoding="utf-8",
+            errors="replace",
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            for out in proc.stdout:  # the statement comes before the data: stop there
+                match = pattern.match(out)
+                if match:
+                    return TocEntry(
+                        entry.dump_id, entry.kind, _unquote(match[1]), _unquote(match[2])
+                    )
+        finally:
+            proc.kill()
+            proc.wait()
+    return entry
 
 
 def count_copy_rows(data_file: Path) -> int:

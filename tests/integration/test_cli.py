@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from cartrita_assets.local.system import free_port
+from cartrita_assets.pg.connect import connect
+from cartrita_assets.resources.v2 import LocalV2Target
 
 pytestmark = pytest.mark.integration
 
 
-def test_forward_from_a_v1_env_file_writes_a_summary(demo_v1, test_dir):
+def test_forward_from_a_v1_env_file_writes_a_summary(demo_v1, test_dir, base_dir):
     env_file = test_dir / "v1.env"
     shutil.copy(demo_v1.env_file, env_file)
     password = next(
@@ -27,6 +29,7 @@ def test_forward_from_a_v1_env_file_writes_a_summary(demo_v1, test_dir):
         "CARTRITA_STATE_DIR": str(test_dir / "state"),
         "CARTRITA_V2_PG_PORT": str(free_port()),
         "CARTRITA_V2_REDIS_PORT": str(free_port()),
+        "CARTRITA_EMBEDDING_CACHE": str(base_dir / "embedding-cache.sqlite"),
     }
     env.pop("DAGSTER_HOME", None)
     cartrita = str(Path(os.sys.executable).parent / "cartrita")
@@ -39,7 +42,9 @@ def test_forward_from_a_v1_env_file_writes_a_summary(demo_v1, test_dir):
         assert "Result: SUCCESS" in out.stdout
         report = Path(out.stdout.split("Run summary written to ")[1].split()[0])
         summary = json.loads((report.parent / "summary.json").read_text())
-        assert summary["success"] and len(summary["checks"]) == 13
+        assert summary["success"] and len(summary["checks"]) == 19
+        integration = Path(out.stdout.split("Integration report: ")[1].split()[0])
+        assert integration.name == "report.md" and (integration.parent / "latency.png").exists()
         assert all(c["passed"] for c in summary["checks"])
         assert summary["materialized"]["v1_backup"]["v1_source"] == f"v1 from {env_file.resolve()}"
         assert password not in out.stdout + out.stderr
@@ -53,5 +58,21 @@ def test_forward_from_a_v1_env_file_writes_a_summary(demo_v1, test_dir):
                                  text=True, timeout=120)  # fmt: skip
             assert out.returncode == 0 and expected in out.stdout, out.stderr
             assert password not in out.stdout + out.stderr
+        # `cartrita test integration`: the table, exit 0; a broken v2 function: FAIL and exit 1
+        test = [cartrita, "test", "integration", "--reports-dir", str(test_dir / "reports")]
+        out = subprocess.run(test, cwd=test_dir, env=env, capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        assert "| vector | hybrid_search_combines_both | pass |" in out.stdout
+        assert password not in out.stdout + out.stderr
+        ports = {"pg_port": int(env["CARTRITA_V2_PG_PORT"]),
+                 "redis_port": int(env["CARTRITA_V2_REDIS_PORT"])}  # fmt: skip
+        v2 = LocalV2Target(base_dir=str(test_dir / "state" / "v2"), **ports)
+        with connect(v2.admin("cartrita"), role="test") as conn:
+            conn.execute("DROP FUNCTION hybrid_search_rrf")
+        out = subprocess.run(test, cwd=test_dir, env=env, capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+        assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
+        assert "| vector | hybrid_search_rrf_runs | FAIL |" in out.stdout
     finally:
         subprocess.run([cartrita, "servers", "stop"], cwd=test_dir, env=env, capture_output=True)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from cartrita_assets.definitions import build_definitions
+from cartrita_assets.environments import build_resources
 from cartrita_assets.local.system import free_port
 
 pytestmark = pytest.mark.integration
@@ -21,9 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 QUERY = """
 { workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError {
     __typename ... on PythonError { message } } } } }
-  assetNodes { assetKey { path } description groupName
+  assetNodes { assetKey { path } description groupName kinds
+               owners { ... on TeamAssetOwner { team } ... on UserAssetOwner { email } }
                assetChecksOrError { ... on AssetChecks { checks { name description } } } }
-  repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }
+  repositoriesOrError { ... on RepositoryConnection { nodes {
+      jobs { name description } sensors { name description } schedules { name cronSchedule } } } } }
 """
 
 
@@ -66,12 +70,28 @@ def test_dagster_dev_loads_the_whole_graph(test_dir):
         proc.wait(timeout=60)
     entries = data["workspaceOrError"]["locationEntries"]
     assert [e["locationOrLoadError"]["__typename"] for e in entries] == ["RepositoryLocation"]
+    defs = build_definitions(build_resources("local", test_dir / "state"))
     assets = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-    assert {"v1_backup", "k8s_secrets", "pgvector_cluster", "restored_db", "schema_version"} <= set(
-        assets
-    )
-    assert all(n["description"] for n in assets.values())
-    checks = {c["name"] for n in assets.values() for c in n["assetChecksOrError"]["checks"]}
-    assert {"content_hashes_match_v1", "guide_objects_exist", "backup_is_restorable"} <= checks
-    jobs = {j["name"] for r in data["repositoriesOrError"]["nodes"] for j in r["jobs"]}
-    assert "forward_migration_job" in jobs
+    expected_assets = {k.to_user_string() for a in defs.assets or [] for k in a.keys}
+    assert set(assets) == expected_assets and "integration_report" in assets
+    for name, node in assets.items():  # what the UI shows for each asset
+        assert node["description"] and node["groupName"] != "default", name
+        assert node["kinds"] and node["owners"], name
+    checks = {c["name"]: c for n in assets.values() for c in n["assetChecksOrError"]["checks"]}
+    expected_checks = {key.name for c in defs.asset_checks or [] for key in c.check_keys}
+    assert set(checks) == expected_checks and len(checks) >= 20
+    assert all(c["description"] for c in checks.values())
+    (repo,) = data["repositoriesOrError"]["nodes"]
+    jobs = {j["name"]: j for j in repo["jobs"] if j["name"] != "__ASSET_JOB"}
+    assert set(jobs) == {
+        "forward_migration_job", "rollback_job", "reindex_embeddings_job", "v2_health_checks_job"
+    }  # fmt: skip
+    assert all(j["description"] for j in jobs.values())
+    sensors = {x["name"]: x for x in repo["sensors"]}
+    assert set(sensors) == {
+        "stale_embeddings_sensor", "index_volume_sensor",
+        "check_failure_alert_sensor", "run_failure_alert_sensor",
+    }  # fmt: skip
+    assert all(x["description"] for x in sensors.values())
+    schedules = {x["name"]: x["cronSchedule"] for x in repo["schedules"]}
+    assert schedules == {"v2_health_checks_schedule": "0 * * * *"}

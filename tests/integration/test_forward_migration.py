@@ -39,6 +39,12 @@ FORWARD_CHECKS = {
     "sequences_match_v1",
     "redis_keys_match_v1",
     "v1_unchanged_since_backup",
+    "vector_index_is_valid",
+    "similarity_search_finds_itself",
+    "recall_at_10_meets_target",
+    "hybrid_search_combines_both",
+    "embeddings_are_fresh",
+    "integration_suite_passes",
 }
 
 # An independent comparison: every row's text, sorted, aggregated, per table.
@@ -92,6 +98,8 @@ def test_demo_v1_to_v2_loses_nothing(resources, instance, demo_v1):
         "pgvector_cluster",
         "restored_db",
         "schema_version",
+        "embeddings_index",
+        "integration_report",
     }
     checks = check_results(result)
     assert set(checks) == FORWARD_CHECKS
@@ -105,7 +113,7 @@ def test_demo_v1_to_v2_loses_nothing(resources, instance, demo_v1):
     assert {name: v2_tables.get(name) for name in v1_tables} == v1_tables
     assert set(v2_tables) - set(v1_tables) == {  # what the v2 schema adds, nothing else
         "public.schema_migrations", "public.embeddings", "public.embedding_models",
-        "public.search_performance_metrics",
+        "public.search_performance_metrics", "public.embedding_source_changes",
     }  # fmt: skip
     v1_sequences, v2_sequences = (
         _sequences(v1.postgres, "cartrita"),
@@ -127,6 +135,24 @@ def test_demo_v1_to_v2_loses_nothing(resources, instance, demo_v1):
         role="test",
     ):
         pass
+    # Every text source row is embedded with the local model; v1's vectors are imported as is.
+    with connect(v2.admin("cartrita"), role="test") as conn:
+        per_model = dict(conn.execute("SELECT model, count(*) FROM embeddings GROUP BY 1"))
+        same = conn.execute(
+            "SELECT bool_and(e.embedding::text = k.embedding::text), count(*) FROM embeddings e "
+            "JOIN knowledge_entries k ON e.source_id = k.id::text "
+            "WHERE e.source_table = 'knowledge_entries' AND e.model = 'text-embedding-3-small'"
+        ).fetchone()
+    assert per_model["all-MiniLM-L6-v2"] > 500
+    assert {"text-embedding-3-small", "text-embedding-3-large"} <= set(per_model)
+    assert same[0] is True and same[1] > 10
+    # The forward run ends with the integration report: its files exist and every case passed.
+    (folder,) = list((Path(resources["reports"].root)).iterdir())
+    report = json.loads((folder / "report.json").read_text())
+    assert report["passed"] and len(report["cases"]) >= 12
+    assert {c["suite"] for c in report["cases"]} == {"connectivity", "migration", "vector"}
+    assert (folder / "report.md").read_text().startswith("# v2 integration report")
+    assert (folder / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_rerun_converges(resources, instance):

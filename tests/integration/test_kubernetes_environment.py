@@ -17,8 +17,10 @@ from cartrita_assets.local.system import free_port
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.pg.roles import ensure_role
 from cartrita_assets.resources import k8s_target
+from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.k8s_target import KubernetesV2Target
 from cartrita_assets.resources.lock import MigrationLock
+from cartrita_assets.resources.reports import ReportStore
 from cartrita_assets.resources.store import BackupStore
 
 pytestmark = pytest.mark.integration
@@ -68,6 +70,8 @@ def kube(demo_v1, test_dir, monkeypatch):
         "v2": target,
         "backups": BackupStore(root=str(test_dir / "backups")),
         "migration_lock": MigrationLock(path=str(test_dir / "lock"), across_processes=True),
+        "embedder": EmbedderResource(),
+        "reports": ReportStore(root=str(test_dir / "reports")),
     }
     try:
         yield resources, cluster, env_file

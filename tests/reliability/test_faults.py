@@ -86,6 +86,7 @@ def _cli_env(resources, test_dir: Path, own_v1) -> dict[str, str]:
         CARTRITA_V2_PG_PORT=str(resources["v2"].pg_port),
         CARTRITA_V2_REDIS_PORT=str(resources["v2"].redis_port),
         DAGSTER_HOME=str(test_dir / "home"),
+        CARTRITA_EMBEDDING_CACHE=str(test_dir.parent.parent / "embedding-cache.sqlite"),
     )
     (test_dir / "home").mkdir(exist_ok=True)
     return env

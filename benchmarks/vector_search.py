@@ -1,0 +1,502 @@
+"""similarity_search / hybrid_search vs the raw ANN query, on one throwaway server, in one run.
+
+    python benchmarks/vector_search.py                     # 100,000 x 384-dim, 200 queries
+    python benchmarks/vector_search.py --rows 20000        # a quick smoke run
+
+Starts a project-managed PostgreSQL 18 + pgvector server, applies sql/migrations, bulk-loads
+``--rows`` synthetic 384-dim embeddings under one model into ``public.embeddings``, calls
+``public.rebuild_vector_indexes()`` (timed; it prints what it chose and why), checks with
+EXPLAIN that the queries use the HNSW index, then measures:
+
+* recall@10 of ``similarity_search`` (and of the raw query) against an exact scan;
+* p50/p95 latency of the raw query (the form that can use the per-model partial expression
+  index, run with the ``hnsw.ef_search`` and iterative scan that ``vector_candidates`` sets),
+  of ``similarity_search(q, -1, 10)`` and of ``hybrid_search(text, q, 0.7, 0.3, -1, 10)``.
+
+Targets: recall@10 >= 0.95 and each function's p50 at most 1.15x the raw query's p50 (the p95
+ratio is printed too). It is a measurement: the exit code is 0 even when a target is missed.
+
+The data is synthetic but shaped like real text embeddings. Uniformly random 384-dim unit
+vectors are a pathological worst case for any ANN index: in high dimension their pairwise
+distances concentrate, every point is nearly equidistant from every other one, the "true" top 10
+is decided by noise and graph search has no neighbourhood structure to follow, so recall says
+nothing about real data. Real sentence embeddings are clustered (topics) and have a low
+intrinsic dimension. So: ``--clusters`` unit centres, each point = normalise(centre + a
+low-rank within-topic variation + a little isotropic noise); each query = normalise(a stored
+vector + small noise), so it is not an exact copy. Each row's text is a few generated sentences
+that name its cluster's topic (an adjective + noun pair), so the keyword side of hybrid_search
+has matches; the query text is that topic plus one word of the row. Everything is seeded, but
+HNSW graph construction is randomised (and parallel), so recall moves by about 0.02 from one
+index build of the same data to the next.
+
+On a shared machine other processes inflate wall times: the table also shows the server
+backend's on-CPU time per call and how much CPU the rest of the machine used meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+
+from cartrita_assets.local.postgres import LocalPostgres
+from cartrita_assets.local.system import free_port
+from cartrita_assets.migrations.runner import MigrationRunner
+from cartrita_assets.paths import data_path
+from cartrita_assets.pg.connect import connect
+
+MODEL = "bench-384"
+SOURCE_TABLE = "bench_docs"
+K = 10
+RECALL_TARGET = 0.95
+RATIO_TARGET = 1.15
+SUBSPACE_DIMS = 12  # intrinsic dimension of the within-topic variation
+SUBSPACE_SCALE = 0.55  # its norm relative to the (unit) centre
+NOISE_SCALE = 0.15  # isotropic noise norm on every stored vector
+QUERY_NOISE = 0.10  # noise norm added to a stored vector to make a query
+
+ADJECTIVES = (
+    "solar quantum coastal urban rural arctic tropical digital medical legal financial "
+    "nuclear marine alpine desert lunar orbital civic dental retail wholesale organic "
+    "electric hydraulic acoustic thermal seismic polar volcanic botanical culinary "
+    "maritime postal rail aerial robotic genomic forensic textile mining vintage "
+    "municipal nautical pastoral satellite wireless ceramic"
+).split()
+NOUNS = (
+    "harbor reactor vineyard clinic courthouse observatory bakery brewery foundry "
+    "library museum stadium airport pipeline turbine glacier orchard laboratory "
+    "warehouse pharmacy theatre garden bridge tunnel refinery quarry lighthouse "
+    "monastery marketplace shipyard railway greenhouse archive studio kitchen "
+    "hospital academy dairy cannery sawmill aquarium planetarium mill dam canal "
+    "vault chapel"
+).split()
+SUBJECTS = (
+    "The team|Our engineers|The committee|A new report|The manager|Local residents|"
+    "The contractor|An auditor|The research group|The operator|Volunteers|The director"
+).split("|")
+VERBS = (
+    "reviewed inspected approved delayed expanded measured documented upgraded "
+    "scheduled replaced monitored described funded redesigned tested cleaned "
+    "announced evaluated rebuilt relocated"
+).split()
+OBJECTS = (
+    "budget schedule roof network inventory contract survey staff boiler fence "
+    "software lighting drainage signage ventilation parking insurance training "
+    "catalogue wiring plumbing security"
+).split()
+QUALIFIERS = (
+    "ahead of the winter season|after the spring storms|for the third time this year|"
+    "despite the rising costs|under the new regulations|before the annual inspection|"
+    "with help from the regional office|as part of a long term plan|"
+    "following several complaints|at the request of the board"
+).split("|")
+CLOSERS = (
+    "Further updates are expected next month.|No injuries were reported.|"
+    "The work should be finished by the end of the quarter.|"
+    "Visitors can expect minor disruptions.|Details are available on request.|"
+    "The results will be shared with the public."
+).split("|")
+
+RAW_SQL = (
+    f"SELECT id FROM public.embeddings WHERE model = '{MODEL}' "
+    "ORDER BY embedding::vector({d}) <=> %s::vector({d}) LIMIT 10"
+)
+EXACT_SQL = (
+    f"SELECT id FROM public.embeddings WHERE model = '{MODEL}' ORDER BY embedding <=> %s LIMIT 10"
+)
+SIMILARITY_SQL = "SELECT id FROM public.similarity_search(%s, -1, 10)"
+HYBRID_SQL = "SELECT id FROM public.hybrid_search(%s, %s, 0.7, 0.3, -1, 10)"
+# What vector_candidates runs for a <= 2000-dim model (its format() with the literals filled in)
+CANDIDATES_SQL = (
+    "SELECT c.id, c.similarity FROM ("
+    " SELECT e.id, 1 - (embedding::vector({d}) <=> $1::vector({d})) AS similarity"
+    " FROM public.embeddings e"
+    f" WHERE e.model = '{MODEL}' AND ($2::text IS NULL OR e.source_table = $2)"
+    " ORDER BY embedding::vector({d}) <=> $1::vector({d}) LIMIT $3) c"
+    " ORDER BY c.similarity DESC"
+)
+
+
+@dataclasses.dataclass
+class Dataset:
+    vectors: np.ndarray  # (rows, dims) float32, unit norm
+    clusters: np.ndarray  # (rows,) cluster of each row
+    texts: list[str]
+    query_rows: np.ndarray  # the stored rows the queries are drawn from
+    queries: np.ndarray  # (queries, dims) float32, unit norm
+    query_texts: list[str]
+
+
+def _normalise(m: np.ndarray) -> np.ndarray:
+    return (m / np.linalg.norm(m, axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_dataset(rows: int, dims: int, clusters: int, queries: int, seed: int) -> Dataset:
+    """Clustered unit vectors with a low intrinsic dimension, their texts and the queries."""
+    rng = np.random.default_rng(seed)
+    centres = _normalise(rng.standard_normal((clusters, dims)))
+    # one random orthonormal basis of SUBSPACE_DIMS directions per cluster
+    bases = np.linalg.qr(rng.standard_normal((clusters, dims, SUBSPACE_DIMS)))[0]
+    assignment = rng.integers(0, clusters, rows)
+    vectors = np.empty((rows, dims), dtype=np.float32)
+    for start in range(0, rows, 10000):
+        part = assignment[start : start + 10000]
+        z = rng.standard_normal((len(part), SUBSPACE_DIMS)) / np.sqrt(SUBSPACE_DIMS)
+        within = np.einsum("ndk,nk->nd", bases[part], z) * SUBSPACE_SCALE
+        noise = rng.standard_normal((len(part), dims)) * (NOISE_SCALE / np.sqrt(dims))
+        vectors[start : start + len(part)] = _normalise(centres[part] + within + noise)
+    query_rows = rng.choice(rows, size=queries, replace=False)
+    jitter = rng.standard_normal((queries, dims)) * (QUERY_NOISE / np.sqrt(dims))
+    query_vectors = _normalise(vectors[query_rows] + jitter)
+
+    words = random.Random(seed)
+    pairs = [(a, n) for a in ADJECTIVES for n in NOUNS]
+    if clusters > len(pairs):
+        raise SystemExit(f"--clusters must be at most {len(pairs)} (distinct topic words)")
+    topics = [f"{a} {n}" for a, n in words.sample(pairs, clusters)]
+    texts, objects = [], []
+    for cluster in assignment:
+        topic = topics[cluster]
+        obj = words.choice(OBJECTS)
+        sentences = [
+            f"{words.choice(SUBJECTS)} {words.choice(VERBS)} the {obj} of the {topic} "
+            f"{words.choice(QUALIFIERS)}."
+        ]
+        for _ in range(words.randint(1, 3)):
+            sentences.append(
+                f"{words.choice(SUBJECTS)} {words.choice(VERBS)} the {words.choice(OBJECTS)} "
+                f"{words.choice(QUALIFIERS)}."
+            )
+        sentences.append(words.choice(CLOSERS))
+        texts.append(" ".join(sentences))
+        objects.append(obj)
+    query_texts = [f"{topics[assignment[r]]} {objects[r]}" for r in query_rows]
+    return Dataset(vectors, assignment, texts, query_rows, query_vectors, query_texts)
+
+
+def load(conn: psycopg.Connection, data: Dataset, dims: int) -> float:
+    """COPY (binary) into a temp table, then one INSERT ... SELECT hashing in SQL. Seconds."""
+    started = time.perf_counter()
+    conn.execute(
+        "INSERT INTO public.embedding_models (model, dimensions) VALUES (%s, %s) "
+        "ON CONFLICT (model) DO NOTHING",
+        (MODEL, dims),
+    )
+    conn.execute("CREATE TEMP TABLE bench_load (source_id text, content text, embedding vector)")
+    with conn.cursor() as cur:
+        with cur.copy("COPY bench_load FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "text", "vector"])
+            for i, (text, vector) in enumerate(zip(data.texts, data.vectors, strict=True)):
+                copy.write_row((str(i), text, vector))
+    conn.execute(
+        "INSERT INTO public.embeddings "
+        "(source_table, source_id, model, dimensions, content, content_hash, embedding) "
+        "SELECT %s, source_id, %s, %s, content, public.embedding_content_hash(%s, content), "
+        "embedding FROM bench_load",
+        (SOURCE_TABLE, MODEL, dims, MODEL),
+    )
+    conn.execute("DROP TABLE bench_load")
+    conn.execute("VACUUM (ANALYZE) public.embeddings")
+    return time.perf_counter() - started
+
+
+def build_index(conn: psycopg.Connection) -> tuple[float, list[tuple], dict[str, object]]:
+    """rebuild_vector_indexes() with 512MB of maintenance_work_mem: seconds, rows, details."""
+    conn.execute("SET maintenance_work_mem = '512MB'")
+    started = time.perf_counter()
+    rows = conn.execute(
+        "SELECT model, rows_indexed, index_kind, index_name, reason "
+        "FROM public.rebuild_vector_indexes()"
+    ).fetchall()
+    seconds = time.perf_counter() - started
+    conn.execute("RESET maintenance_work_mem")
+    params, name = conn.execute(
+        "SELECT index_params, index_name FROM public.embedding_models WHERE model = %s", (MODEL,)
+    ).fetchone()  # type: ignore[misc]
+    size = conn.execute("SELECT pg_relation_size(%s::regclass)", (f"public.{name}",)).fetchone()
+    return seconds, rows, {"index_params": params, "index_name": name, "bytes": size[0]}  # type: ignore[index]
+
+
+def plan_line(lines: list[str]) -> str:
+    """The plan line naming the scan on embeddings (the ANN index scan when it is used)."""
+    for line in lines:
+        if "embeddings_ann_" in line:
+            return line.strip()
+    for line in lines:
+        if " on embeddings" in line:
+            return line.strip()
+    return " | ".join(line.strip() for line in lines)
+
+
+def explain(conn: psycopg.Connection, data: Dataset, dims: int, ef_search: int) -> dict[str, str]:
+    """EXPLAIN the raw query and vector_candidates' dynamic query; auto_explain the function."""
+    q = data.queries[0]
+    out = {}
+    conn.execute(f"SET hnsw.ef_search = {ef_search}")
+    conn.execute("SET hnsw.iterative_scan = relaxed_order")
+    rows = conn.execute("EXPLAIN (COSTS OFF) " + RAW_SQL.format(d=dims), (q,)).fetchall()
+    out["raw query"] = plan_line([r[0] for r in rows])
+    with conn.cursor() as cur:  # the dynamic query as EXECUTE ... USING plans it (values known)
+        cur.execute("PREPARE cand(vector, text, integer) AS " + CANDIDATES_SQL.format(d=dims))
+        cur.execute("SET plan_cache_mode = force_custom_plan")
+        literal = "'[" + ",".join(f"{x:.8g}" for x in q) + "]'"
+        rows = cur.execute(f"EXPLAIN (COSTS OFF) EXECUTE cand({literal}, NULL, 10)").fetchall()
+        cur.execute("DEALLOCATE cand")
+        cur.execute("RESET plan_cache_mode")
+    out["vector_candidates query"] = plan_line([r[0] for r in rows])
+    # and the plan PostgreSQL really used inside similarity_search, through auto_explain
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+    conn.execute("LOAD 'auto_explain'")
+    for setting in (
+        "auto_explain.log_min_duration = 0",
+        "auto_explain.log_nested_statements = on",
+        "auto_explain.log_level = notice",
+        "client_min_messages = notice",
+    ):
+        conn.execute(f"SET {setting}")
+    conn.execute(SIMILARITY_SQL, (q,)).fetchall()
+    conn.execute("SET auto_explain.log_min_duration = -1")
+    lines = [line for n in notices for line in n.splitlines()]
+    out["inside similarity_search (auto_explain)"] = plan_line(lines)
+    return out
+
+
+def exact_neighbours(conn: psycopg.Connection, data: Dataset) -> list[set[int]]:
+    """The exact top 10 of every query: a full scan (``embedding <=> q`` cannot use the index)."""
+    conn.execute("SET enable_indexscan = off")
+    truth = [{r[0] for r in conn.execute(EXACT_SQL, (q,)).fetchall()} for q in data.queries]
+    conn.execute("RESET enable_indexscan")
+    return truth
+
+
+def _backend_cpu_ns(pid: int) -> int:
+    """On-CPU nanoseconds of one process so far (Linux /proc/<pid>/schedstat), 0 elsewhere."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU jiffies of the whole machine so far (Linux /proc/stat), zeros elsewhere."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
+@dataclasses.dataclass
+class Timings:
+    ms: dict[str, list[float]]  # client-side wall time of every call
+    server_cpu_us: dict[str, float]  # mean on-CPU time of the server backend per call
+    found: dict[str, list[set[int]]]  # ids returned in the first round, per query
+    others_cpu: float | None  # share of the machine's CPU used by other processes meanwhile
+
+
+def measure(
+    conn: psycopg.Connection, data: Dataset, dims: int, ef_search: int, rounds: int, warmup: int
+) -> Timings:
+    """Latency (ms) of each query kind over every query vector, interleaved, after a warm-up.
+
+    Also the server backend's on-CPU time per call, which other load on the machine inflates far
+    less than wall time, and how busy the rest of the machine was while we measured.
+    """
+    conn.execute(f"SET hnsw.ef_search = {ef_search}")
+    conn.execute("SET hnsw.iterative_scan = relaxed_order")
+    raw_sql = RAW_SQL.format(d=dims)
+    kinds = {
+        "raw": lambda i: (raw_sql, (data.queries[i],)),
+        "similarity_search": lambda i: (SIMILARITY_SQL, (data.queries[i],)),
+        "hybrid_search": lambda i: (HYBRID_SQL, (data.query_texts[i], data.queries[i])),
+    }
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    cpu_ns = dict.fromkeys(kinds, 0)
+    found: dict[str, list[set[int]]] = {k: [] for k in kinds}
+    names = list(kinds)
+    pid = conn.info.backend_pid
+    with conn.cursor() as cur:
+        for make in kinds.values():
+            for n in range(warmup):
+                cur.execute(*make(n % len(data.queries)), prepare=True)
+                cur.fetchall()
+        busy0, total0 = _machine_jiffies()
+        own0, backend0 = sum(os.times()[:2]), _backend_cpu_ns(pid)
+        for round_no in range(rounds):
+            for i in range(len(data.queries)):
+                shift = (i + round_no) % len(names)  # rotate the order: no kind always first
+                for name in names[shift:] + names[:shift]:
+                    sql, params = kinds[name](i)
+                    cpu_before = _backend_cpu_ns(pid)
+                    started = time.perf_counter()
+                    cur.execute(sql, params, prepare=True)
+                    rows = cur.fetchall()
+                    times[name].append((time.perf_counter() - started) * 1000)
+                    cpu_ns[name] += _backend_cpu_ns(pid) - cpu_before
+                    if round_no == 0:
+                        found[name].append({r[0] for r in rows})
+        busy1, total1 = _machine_jiffies()
+        own = (sum(os.times()[:2]) - own0) * os.sysconf("SC_CLK_TCK")
+        backend = (_backend_cpu_ns(pid) - backend0) / 1e9 * os.sysconf("SC_CLK_TCK")
+    others = (busy1 - busy0 - own - backend) / (total1 - total0) if total1 > total0 else None
+    server_cpu_us = {k: cpu_ns[k] / 1000 / len(v) for k, v in times.items()}
+    return Timings(times, server_cpu_us, found, max(0.0, others) if others is not None else None)
+
+
+def recall(found: list[set[int]], truth: list[set[int]]) -> float:
+    return float(np.mean([len(f & t) / len(t) for f, t in zip(found, truth, strict=True)]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=100000, help="vectors to load")
+    parser.add_argument("--dims", type=int, default=384, help="vector dimension")
+    parser.add_argument("--queries", type=int, default=200, help="query vectors")
+    parser.add_argument("--clusters", type=int, default=1000, help="topics in the data")
+    parser.add_argument("--rounds", type=int, default=3, help="timed passes over the queries")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed calls per query kind")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--keep", action="store_true", help="leave the server running")
+    args = parser.parse_args()
+    ef_search = max(40, min(1000, K * 2))  # what vector_candidates sets for match_count 10
+
+    started = time.perf_counter()
+    data = make_dataset(args.rows, args.dims, args.clusters, args.queries, args.seed)
+    print(f"generated {args.rows} x {args.dims} vectors, {args.clusters} clusters, "
+          f"{args.queries} queries in {time.perf_counter() - started:.1f}s")  # fmt: skip
+
+    work = Path(tempfile.mkdtemp(prefix="cartrita-vecbench-"))
+    work.chmod(0o755)
+    server = LocalPostgres(base_dir=work / "pg", port=free_port(), durable=False, log=print)
+    try:
+        admin = server.ensure_running()
+        with connect(admin, role="bench") as conn:
+            conn.execute("CREATE DATABASE bench")
+            version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+            shared_buffers = conn.execute("SHOW shared_buffers").fetchone()[0]  # type: ignore[index]
+        settings = dataclasses.replace(admin, dbname="bench")
+        MigrationRunner(settings=settings, folder=data_path("sql") / "migrations").migrate()
+
+        with connect(settings, role="bench") as conn:
+            register_vector(conn)
+            pgvector = conn.execute(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+            ).fetchone()[0]  # type: ignore[index]
+            print(f"PostgreSQL {version}, pgvector {pgvector}, shared_buffers {shared_buffers}")
+            load_s = load(conn, data, args.dims)
+            print(f"loaded {args.rows} rows in {load_s:.1f}s")
+            build_s, choices, index = build_index(conn)
+            print(f"\nrebuild_vector_indexes() took {build_s:.1f}s "
+                  "(maintenance_work_mem 512MB, includes its count(*) and ANALYZE):")  # fmt: skip
+            for model, n, kind, name, reason in choices:
+                print(f"  {model}: {n} rows -> {kind} {name or ''}")
+                print(f"    why: {reason}")
+            print(f"  params {json.dumps(index['index_params'])}, "
+                  f"index size {index['bytes'] / 2**20:.0f} MiB")  # fmt: skip
+
+            plans = explain(conn, data, args.dims, ef_search)
+        print(f"\nplans (hnsw.ef_search = {ef_search}, iterative_scan = relaxed_order):")
+        for what, line in plans.items():
+            print(f"  {what}: {line}")
+
+        with connect(settings, role="bench") as conn:
+            register_vector(conn)
+            started = time.perf_counter()
+            truth = exact_neighbours(conn, data)
+            print(f"\nexact top {K} of {args.queries} queries in "
+                  f"{time.perf_counter() - started:.1f}s")  # fmt: skip
+
+        with connect(settings, role="bench") as conn:  # a fresh connection for the timing
+            register_vector(conn)
+            timed = measure(conn, data, args.dims, ef_search, args.rounds, args.warmup)
+
+        recalls = {k: recall(timed.found[k], truth) for k in ("raw", "similarity_search")}
+        stats = {
+            k: {"p50_ms": float(np.percentile(v, 50)), "p95_ms": float(np.percentile(v, 95)),
+                "mean_ms": float(np.mean(v)), "samples": len(v),
+                "server_cpu_us_per_call": timed.server_cpu_us[k]}
+            for k, v in timed.ms.items()
+        }  # fmt: skip
+        raw = stats["raw"]
+        ratios = {
+            k: {
+                "p50": stats[k]["p50_ms"] / raw["p50_ms"],
+                "p95": stats[k]["p95_ms"] / raw["p95_ms"],
+                "server_cpu": stats[k]["server_cpu_us_per_call"] / raw["server_cpu_us_per_call"]
+                if raw["server_cpu_us_per_call"]
+                else None,
+            }
+            for k in ("similarity_search", "hybrid_search")
+        }
+        checks = {
+            "recall@10 similarity_search >= 0.95": recalls["similarity_search"] >= RECALL_TARGET,
+            **{f"{k} p50 <= {RATIO_TARGET}x raw": ratios[k]["p50"] <= RATIO_TARGET
+               for k in ratios},
+        }  # fmt: skip
+
+        print(f"\n{'=' * 78}")
+        print(f"{args.rows} rows x {args.dims} dims, model {MODEL}, {args.queries} queries x "
+              f"{args.rounds} rounds, warm-up {args.warmup} per kind")  # fmt: skip
+        print(f"index: {choices[0][2]} {json.dumps(index['index_params'])}, build {build_s:.1f}s")
+        print(f"recall@{K}: similarity_search {recalls['similarity_search']:.4f}, "
+              f"raw query {recalls['raw']:.4f} (target >= {RECALL_TARGET})")  # fmt: skip
+        print(f"\n{'query':<19}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}{'p50/raw':>9}"
+              f"{'p95/raw':>9}{'cpu us':>9}{'cpu/raw':>9}")  # fmt: skip
+        for k, s in stats.items():
+            r = ratios.get(k, {"p50": 1.0, "p95": 1.0, "server_cpu": 1.0})
+            cpu_ratio = f"{r['server_cpu']:>9.2f}" if r["server_cpu"] else f"{'-':>9}"
+            print(f"{k:<19}{s['p50_ms']:>9.3f}{s['p95_ms']:>9.3f}{s['mean_ms']:>9.3f}"
+                  f"{r['p50']:>9.2f}{r['p95']:>9.2f}{s['server_cpu_us_per_call']:>9.1f}"
+                  f"{cpu_ratio}")  # fmt: skip
+        print("(cpu us: the server backend's mean on-CPU time per call, from /proc)")
+        print("added to the raw query's p50: " + ", ".join(
+            f"{k} +{stats[k]['p50_ms'] - raw['p50_ms']:.3f} ms" for k in ratios))  # fmt: skip
+        if timed.others_cpu is not None:
+            print(f"other processes used {timed.others_cpu:.0%} of this machine's CPU while "
+                  "timing" + (": wall times are inflated, compare the cpu columns too"
+                              if timed.others_cpu > 0.1 else ""))  # fmt: skip
+        print()
+        for name, ok in checks.items():
+            print(f"{'PASS' if ok else 'FAIL'}  {name}")
+        print("=" * 78)
+
+        if args.json:
+            args.json.write_text(json.dumps({
+                "rows": args.rows, "dims": args.dims, "queries": args.queries,
+                "rounds": args.rounds, "warmup": args.warmup, "clusters": args.clusters,
+                "seed": args.seed,
+                "model": MODEL, "postgres": version, "pgvector": pgvector,
+                "shared_buffers": shared_buffers, "load_s": load_s,
+                "index": {"kind": choices[0][2], "name": index["index_name"],
+                          "params": index["index_params"], "reason": choices[0][4],
+                          "build_s": build_s, "bytes": index["bytes"]},
+                "ef_search": ef_search, "plans": plans, "recall_at_10": recalls,
+                "other_processes_cpu_share": timed.others_cpu,
+                "latency": stats, "ratios": ratios, "checks": checks,
+            }, indent=2) + "\n")  # fmt: skip
+            print(f"wrote {args.json}")
+        if args.keep:
+            print(f"\nserver kept running: {settings.masked_dsn()}, password in "
+                  f"{server.password_file}; stop it with LocalPostgres(base_dir="
+                  f"Path('{server.base_dir}'), port={server.port}).stop(), "
+                  f"then delete {work}")  # fmt: skip
+    finally:
+        if not args.keep:
+            server.stop()
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Sensors that keep v2's vector search in line with its sources and its volume.
+
+stale_embeddings_sensor reads ``embedding_source_changes`` (filled by the triggers embeddings_index
+installs on its sources; never the source tables) and asks reindex_embeddings_job to compare
+only the changed ids. index_volume_sensor compares each model's row count with the count its
+index was built on and asks for a rebuild when it moved 2x or the volume rule now picks another
+index kind.
+
+Both return a SkipReason, and never raise, when there is nothing to look at yet (no restored
+database, v2 rolled back, v2 unreachable, the change log not migrated yet) and while a run that
+writes v2 (forward, rollback, reindex) is queued or running: changes wait in the log meanwhile.
+Their run config carries the sources the latest embeddings_index materialization used and the
+index rule's thresholds from ``CARTRITA_EXACT_BELOW`` / ``CARTRITA_HNSW_MAX_BYTES``, so a sensor's
+run never switches to other sources or other thresholds.
+"""
+
+import hashlib
+import json
+from typing import Any
+
+import dagster as dg
+import psycopg
+
+from cartrita_assets.defs.operations.jobs import reindex_embeddings_job
+from cartrita_assets.defs.operations.state import (
+    index_rule,
+    int_env,
+    latest_sources,
+    run_in_flight,
+    short_error,
+    v2_database,
+)
+from cartrita_assets.pg.connect import connect
+from cartrita_assets.resources.v2 import V2Target
+from cartrita_assets.vectors.changes import PendingChanges, pending_changes, prune_changes
+from cartrita_assets.vectors.indexing import DRIFT_FACTOR, choose
+
+STALE_INTERVAL = int_env("CARTRITA_STALE_SENSOR_INTERVAL", 60, minimum=1)
+INDEX_INTERVAL = int_env("CARTRITA_INDEX_SENSOR_INTERVAL", 300, minimum=1)
+# More distinct changed ids than this in one tick: one run comparing every row instead (the
+# content-hash comparison of a full run is cheaper than listing that many ids in a run config).
+MAX_IDS_ENV = "CARTRITA_STALE_MAX_IDS"
+MAX_IDS = 5000
+
+
+def _embeddings_config(**config: Any) -> dict[str, Any]:
+    return {"ops": {"embeddings_index": {"config": config}}}
+
+
+class _Skip(Exception):
+    """Stop the tick with a SkipReason."""
+
+
+def _open_v2(context: dg.SensorEvaluationContext, v2: V2Target) -> psycopg.Connection:
+    """A connection to the v2 database, or _Skip saying why there is none to look at now."""
+    database, why = v2_database(context.instance)
+    if database is None:
+        raise _Skip(why)
+    busy = run_in_flight(context.instance)
+    if busy:
+        raise _Skip(f"waiting for {busy} to finish")
+    try:
+        return connect(v2.admin(database), role="v2 PostgreSQL")
+    except Exception as exc:  # any failure to reach v2 is a skip, not a tick error
+        raise _Skip(f"v2 PostgreSQL is unreachable ({short_error(exc)})") from None
+
+
+def _read_cursor(raw: str | None) -> tuple[int, int | None]:
+    """(watermark transaction id, last change id seen) of the stale sensor's cursor."""
+    try:
+        data = json.loads(raw) if raw else {}
+        return int(data.get("after_xact", 0)), data.get("last_id")
+    except (ValueError, TypeError, AttributeError):
+        return 0, None
+
+
+@dg.sensor(
+    job=reindex_embeddings_job,
+    minimum_interval_seconds=STALE_INTERVAL,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Re-embeds only the source rows that changed: reads embedding_source_changes (written by "
+        "the triggers embeddings_index installs on its sources, never the source tables) and "
+        "launches one reindex_embeddings_job run per tick whose source_ids name exactly the "
+        "inserted, updated and deleted ids. Cursor: the change log's transaction watermark and the "
+        "last change id. Prunes the changes the previous tick already handed to a run. "
+        f"Every CARTRITA_STALE_SENSOR_INTERVAL seconds ({STALE_INTERVAL})."
+    ),
+)
+def stale_embeddings_sensor(
+    context: dg.SensorEvaluationContext, v2: V2Target
+) -> dg.RunRequest | dg.SkipReason:
+    after, last_id = _read_cursor(context.cursor)
+    seen = f"change id {last_id}" if last_id is not None else "the sensor started"
+    try:
+        with _open_v2(context, v2) as conn:
+            if conn.execute(
+                "SELECT to_regclass('public.embedding_source_changes') IS NULL"
+            ).fetchone()[0]:  # type: ignore[index]
+                raise _Skip("v2 has no embedding_source_changes table yet (migration 0007)")
+            pruned = prune_changes(conn, after)  # handed to a run by an earlier tick
+            pending = pending_changes(conn, after, max_ids=int_env(MAX_IDS_ENV, MAX_IDS, 1))
+    except _Skip as skip:
+        return dg.SkipReason(str(skip))
+    except psycopg.Error as exc:
+        return dg.SkipReason(f"could not read v2's change log ({short_error(exc)})")
+    if pruned:
+        context.log.info(f"Pruned {pruned} change rows already handed to a run.")
+    last = pending.last_id if pending.last_id is not None else last_id
+    context.update_cursor(json.dumps({"after_xact": pending.watermark, "last_id": last}))
+    if not pending.rows:
+        waiting = (
+            f"; {pending.waiting} newer changes wait for an older transaction still running"
+            if pending.waiting
+            else ""
+        )
+        return dg.SkipReason(f"no source row changed since {seen}{waiting}")
+    return _stale_request(pending, latest_sources(context.instance))
+
+
+def _stale_request(
+    pending: PendingChanges, sources: list[dict[str, object]] | None
+) -> dg.RunRequest | dg.SkipReason:
+    config: dict[str, Any] = dict(index_rule())
+    if sources is not None:
+        config["sources"] = sources
+    if pending.ids is None:
+        what = f"{pending.distinct} changed rows: every row compared"
+    else:
+        known = {str(s["table"]) if s["schema_name"] == "public" else
+                 f"{s['schema_name']}.{s['table']}" for s in sources or []}  # fmt: skip
+        ids = {n: v for n, v in pending.ids.items() if sources is None or n in known}
+        if not ids:
+            return dg.SkipReason(
+                f"{pending.rows} changes (ids {pending.first_id}-{pending.last_id}) are all of "
+                f"tables embeddings_index no longer embeds ({', '.join(pending.ids)})"
+            )
+        config["source_ids"] = ids
+        what = ", ".join(f"{n}: {len(v)}" for n, v in ids.items())
+    return dg.RunRequest(
+        run_key=f"source-changes-{pending.first_id}-{pending.last_id}",
+        run_config=_embeddings_config(**config),
+        tags={
+            "cartrita/kind": "reindex",
+            "cartrita/trigger": "stale_embeddings_sensor",
+            "cartrita/change_ids": f"{pending.first_id}-{pending.last_id}",
+            "cartrita/changed_rows": what[:200],
+        },
+    )
+
+
+# --- index volume ---------------------------------------------------------------------------
+
+
+def _within(rows: int, reference: int) -> bool:
+    return reference / DRIFT_FACTOR <= rows <= reference * DRIFT_FACTOR
+
+
+@dg.sensor(
+    job=reindex_embeddings_job,
+    minimum_interval_seconds=INDEX_INTERVAL,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Rebuilds a model's ANN index when its row count moved 2x either way from the count the "
+        "index was built on, or when the volume rule (choose_vector_index, thresholds from "
+        "CARTRITA_EXACT_BELOW / CARTRITA_HNSW_MAX_BYTES) now picks another kind: one "
+        "reindex_embeddings_job run comparing no source rows (source_ids {}) with rebuild_models. "
+        "Cursor: the counts it last acted on, so a rebuild is requested once. Reads only "
+        "embeddings and embedding_models; every CARTRITA_INDEX_SENSOR_INTERVAL seconds "
+        f"({INDEX_INTERVAL})."
+    ),
+)
+def index_volume_sensor(
+    context: dg.SensorEvaluationContext, v2: V2Target
+) -> dg.RunRequest | dg.SkipReason:
+    try:
+        acted: dict[str, dict[str, Any]] = json.loads(context.cursor) if context.cursor else {}
+        if not isinstance(acted, dict):
+            acted = {}
+    except ValueError:
+        acted = {}
+    rule = index_rule()
+    try:
+        with _open_v2(context, v2) as conn:
+            models = conn.execute(
+                "SELECT m.model, m.dimensions, m.index_kind, m.rows_at_build, coalesce(c.n, 0) "
+                "FROM public.embedding_models m LEFT JOIN (SELECT model, count(*) AS n "
+                "FROM public.embeddings GROUP BY model) c ON c.model = m.model ORDER BY m.model"
+            ).fetchall()
+            chosen = {
+                m: choose(conn, int(n), int(d), rule["exact_below"], rule["hnsw_max_bytes"])[0]
+                for m, d, _k, _b, n in models
+            }
+    except _Skip as skip:
+        return dg.SkipReason(str(skip))
+    except psycopg.Error as exc:
+        return dg.SkipReason(f"could not read v2's embedding models ({short_error(exc)})")
+    rebuild: dict[str, str] = {}
+    fine: list[str] = []
+    next_cursor: dict[str, dict[str, Any]] = {}
+    for model, _dims, kind_now, at_build, count in models:
+        count, at_build, kind = int(count), int(at_build), chosen[model]
+        if kind != kind_now:
+            why = f"the rule now picks {kind} instead of {kind_now}"
+        elif kind_now != "exact" and at_build and not _within(count, at_build):
+            why = f"{count} rows moved more than {DRIFT_FACTOR:g}x from {at_build} at its build"
+        else:
+            fine.append(
+                f"{model}: {count} rows, {kind_now} (built on {at_build}), within "
+                f"{DRIFT_FACTOR:g}x and the rule still picks {kind}"
+            )
+            continue
+        before = acted.get(model)
+        if before and before.get("kind") == kind and _within(count, int(before.get("rows", 0))):
+            next_cursor[model] = before
+            fine.append(f"{model}: {count} rows, rebuild already requested at {before['rows']}")
+            continue
+        rebuild[model] = why
+        next_cursor[model] = {"rows": count, "kind": kind}
+    context.update_cursor(json.dumps(next_cursor, sort_keys=True))
+    if not rebuild:
+        return dg.SkipReason(
+            "no index rebuild needed: " + ("; ".join(fine) if fine else "no embedding models yet")
+        )
+    for model, why in rebuild.items():
+        context.log.info(f"Requesting a rebuild of {model}'s index: {why}")
+    config: dict[str, Any] = {"source_ids": {}, "rebuild_models": sorted(rebuild), **rule}
+    sources = latest_sources(context.instance)
+    if sources is not None:
+        config["sources"] = sources
+    key = json.dumps({m: next_cursor[m] for m in sorted(rebuild)}, sort_keys=True)
+    return dg.RunRequest(
+        run_key="index-volume-" + hashlib.sha256(key.encode()).hexdigest()[:16],
+        run_config=_embeddings_config(**config),
+        tags={
+            "cartrita/kind": "reindex",
+            "cartrita/trigger": "index_volume_sensor",
+            "cartrita/models": ", ".join(sorted(rebuild))[:200],
+        },
+    )

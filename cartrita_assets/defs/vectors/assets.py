@@ -1,0 +1,190 @@
+"""embeddings_index: every source row embedded once per model, indexed by volume."""
+
+import dagster as dg
+from pydantic import Field
+
+from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
+from cartrita_assets.defs.schema.assets import schema_version, target_database
+from cartrita_assets.pg.connect import connect
+from cartrita_assets.resources.embedder import EmbedderResource
+from cartrita_assets.resources.v2 import V2Target
+from cartrita_assets.vectors.changes import install_change_triggers
+from cartrita_assets.vectors.indexing import EXACT_BELOW, HNSW_MAX_BYTES, ensure_indexes
+from cartrita_assets.vectors.sources import (
+    Source,
+    VectorColumn,
+    discover_sources,
+    sources_json,
+    validate_sources,
+)
+from cartrita_assets.vectors.sync import SyncCounts, check_embedder, sync_source
+
+
+class SourceConfig(dg.Config):
+    """One table to embed."""
+
+    table: str = Field(description="Table name, unquoted (any case, spaces allowed).")
+    id_column: str = Field(description="Its unique key (integer, uuid or text).")
+    text_columns: list[str] = Field(description="Columns joined (blank line between) and embedded.")
+    vector_columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Existing vector columns to import as they are: column -> model name. "
+        "Native vector columns or text like '[0.1,0.2]'.",
+    )
+    schema_name: str = Field(default="public", description="The table's schema.")
+    embed: bool = Field(default=True, description="Also embed the text with the embedder.")
+
+    def to_source(self) -> Source:
+        return Source(
+            table=self.table,
+            id_column=self.id_column,
+            text_columns=tuple(self.text_columns),
+            vectors=tuple(VectorColumn(c, m) for c, m in self.vector_columns.items()),
+            schema=self.schema_name,
+            embed=self.embed,
+        )
+
+
+class EmbeddingsConfig(dg.Config):
+    """Which sources, which rows, and the index rule's thresholds."""
+
+    sources: list[SourceConfig] | None = Field(
+        default=None,
+        description="Tables to embed. Empty: the Cartrita v1 tables present (knowledge entries' "
+        "title and content, conversation and chat messages, conversations, journal entries, "
+        "tool descriptions), importing their existing vectors.",
+    )
+    source_ids: dict[str, list[str]] | None = Field(
+        default=None,
+        description="Only these source ids, per source table (what the stale_embeddings_sensor "
+        "asks for). Empty: every row is compared by its content hash.",
+    )
+    exact_below: int = Field(
+        default=EXACT_BELOW, description="Below this many rows a model gets no ANN index."
+    )
+    hnsw_max_bytes: int = Field(
+        default=HNSW_MAX_BYTES,
+        description="HNSW while a model's vectors fit in this many bytes, IVFFlat above.",
+    )
+    rebuild_indexes: bool = Field(
+        default=False, description="Rebuild every ANN index even if the rule's choice is unchanged."
+    )
+    rebuild_models: list[str] = Field(
+        default=[],
+        description="Rebuild these models' indexes even if the rule's choice is unchanged "
+        "(what the index_volume_sensor asks for).",
+    )
+
+
+@dg.asset(
+    group_name="vectors",
+    kinds={"postgres", "pgvector"},
+    owners=OWNERS,
+    deps=[schema_version],
+)
+def embeddings_index(
+    context: dg.AssetExecutionContext,
+    config: EmbeddingsConfig,
+    v2: V2Target,
+    embedder: EmbedderResource,
+) -> dg.MaterializeResult:
+    """The unified embeddings table in line with its sources: new and changed rows (by the
+    SHA256 of model + normalised text) embedded, rows whose source is gone deleted, v1's own
+    vectors imported unchanged; then one ANN index per model chosen by volume (exact scan,
+    HNSW or IVFFlat), built concurrently, and ANALYZE."""
+    log = progress(context)
+    with user_errors():
+        database = target_database(context)
+        model = embedder.get_embedder(log=log)
+        with connect(v2.admin(database), role="v2 PostgreSQL") as conn:
+            check_embedder(conn, model)
+            if config.sources:
+                sources = [s.to_source() for s in config.sources]
+            else:
+                sources = discover_sources(conn)
+                log(f"Sources (discovered): {', '.join(s.name for s in sources) or 'none'}")
+            validate_sources(conn, sources, check_unique=config.source_ids is None)
+            install_change_triggers(conn, sources)
+            counts: list[SyncCounts] = []
+            for source in sources:
+                ids = None
+                if config.source_ids is not None:
+                    if source.name not in config.source_ids:
+                        continue
+                    ids = config.source_ids[source.name]
+                counts += sync_source(conn, source, model, log, ids=ids)
+            decisions = ensure_indexes(
+                conn,
+                log,
+                exact_below=config.exact_below,
+                hnsw_max_bytes=config.hnsw_max_bytes,
+                force=config.rebuild_indexes,
+                force_models=config.rebuild_models,
+            )
+            total = conn.execute("SELECT count(*) FROM public.embeddings").fetchone()
+    totals = {
+        k: sum(getattr(c, k) for c in counts)
+        for k in ("inserted", "updated", "unchanged", "deleted", "skipped")
+    }
+    skipped = [
+        f"{c.source} / {c.model}: "
+        + ", ".join(f"{n} {r}" for r, n in c.skipped_reasons.items())
+        + f" (e.g. ids {', '.join(c.skipped_examples)})"
+        for c in counts
+        if c.skipped
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "database": database,
+            "embedder": f"{model.model} ({model.dimensions} dims)",
+            "embedder_model": model.model,
+            "texts_from_cache": getattr(model, "hits", 0),
+            "texts_embedded_now": getattr(model, "misses", totals_embedded(counts)),
+            "sources": dg.MetadataValue.json({"sources": _sources_meta(sources)}),
+            "sources_config": sources_json(sources),
+            **totals,
+            "skipped_details": "\n".join(skipped) or "none",
+            "dagster/row_count": int(total[0]) if total else 0,
+            "changes": table_md(
+                [
+                    "source",
+                    "model",
+                    "origin",
+                    "inserted",
+                    "updated",
+                    "unchanged",
+                    "deleted",
+                    "skipped",
+                    "seconds",
+                ],
+                [
+                    [
+                        c.source,
+                        c.model,
+                        c.origin,
+                        c.inserted,
+                        c.updated,
+                        c.unchanged,
+                        c.deleted,
+                        c.skipped,
+                        round(c.seconds, 2),
+                    ]
+                    for c in counts
+                ],
+            ),  # fmt: skip
+            "indexes": table_md(
+                ["model", "rows", "index", "params", "action", "build s"],
+                [d.as_row() for d in decisions],
+            ),
+            "index_reasons": "\n".join(f"{d.model}: {d.reason}" for d in decisions) or "none",
+            "index_build_seconds": round(sum(d.seconds for d in decisions), 2),
+        }
+    )
+
+
+def totals_embedded(counts: list[SyncCounts]) -> int:
+    return sum(c.inserted + c.updated for c in counts if "embedded" in c.origin)
+
+
+def _sources_meta(sources: list[Source]) -> list[dict[str, object]]:
+    return [s.to_dict() for s in sources]

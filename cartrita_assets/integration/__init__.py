@@ -1,0 +1,1 @@
+"""The integration suite run against v2 and the report it writes."""

@@ -1,0 +1,1 @@
+"""Embeddings: sources, change-detecting sync, index choice and the search quality checks."""
