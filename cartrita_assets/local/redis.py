@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from cartrita_assets.envfile import RedisSettings
 from cartrita_assets.errors import LocalServerError
@@ -90,8 +92,12 @@ class LocalRedis:
         pid = self._pid()
         if pid is None or not _alive(pid):
             return False
+        # no retries: the server closes the connection as it exits, which is success here (with
+        # redis-py's default retries that costs seconds of reconnect attempts)
+        client = self.client()
+        client.connection_pool.connection_kwargs["retry"] = Retry(NoBackoff(), 0)
         try:
-            self.client().shutdown(save=True)
+            client.shutdown(save=True)
         except (redis.ConnectionError, redis.ResponseError):
             os.kill(pid, signal.SIGTERM)
         system.wait_until(lambda: not _alive(pid), 15, "Redis to stop")

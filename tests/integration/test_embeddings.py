@@ -338,3 +338,20 @@ def test_embeddings_are_fresh_fails_on_missing_stale_and_orphaned_rows(db, embed
     assert not outcome.passed
     assert (outcome.metadata["missing"], outcome.metadata["stale"],
             outcome.metadata["orphaned"]) == (1, 1, 1)  # fmt: skip
+
+
+def test_filtered_search_through_the_ann_index_still_returns_count_rows(indexed):
+    # 30 of 600 rows belong to another source: a filter that the HNSW scan alone (ef_search 80)
+    # would mostly miss; the iterative scan keeps going until match_count rows are found
+    indexed.execute("UPDATE embeddings SET source_table = 'rare' WHERE id % 20 = 0")
+    plan = quality.explain_search(indexed, "gen", 16, prefer_index=True)
+    assert index_name("gen") in plan
+    q = indexed.execute("SELECT embedding FROM embeddings WHERE source_table = 'gen' LIMIT 1")
+    vec = q.fetchone()[0]
+    with indexed.transaction():
+        indexed.execute("SET LOCAL enable_seqscan = off")  # the ANN path, even on a small table
+        rows = indexed.execute(
+            "SELECT source_table FROM similarity_search(%s::vector, -1, 10, 'rare', 'gen')",
+            (vec,),
+        ).fetchall()
+    assert rows == [("rare",)] * 10
