@@ -20,7 +20,7 @@ from psycopg import sql
 
 from cartrita_assets.vectors.indexing import index_name, index_state
 from cartrita_assets.vectors.sources import Source
-from cartrita_assets.vectors.sync import SyncCounts, _build_wanted, plans_for
+from cartrita_assets.vectors.sync import SyncCounts, build_wanted, plans_for
 
 
 @dataclass
@@ -328,7 +328,7 @@ def embeddings_are_fresh(
     for source in sources:
         for plan in plans_for(source, embedder_model):
             counts = SyncCounts(source.name, plan.model, plan.origin)
-            _build_wanted(conn, source, plan, counts, None)
+            build_wanted(conn, source, plan, counts, None)
             missing, stale, orphaned = conn.execute(
                 "SELECT (SELECT count(*) FROM wanted w WHERE NOT EXISTS (SELECT 1 FROM "
                 "  public.embeddings e WHERE e.source_table = %(s)s AND e.model = %(m)s "

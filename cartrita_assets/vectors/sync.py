@@ -26,6 +26,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
+from cartrita_assets.embeddings.embedders import Embedder
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.vectors.sources import Source
 
@@ -41,14 +42,6 @@ ROW_ERRORS = (
 
 class EmbeddingModelMismatch(CartritaError):
     """The embedder's model produces another dimension than the one stored for that model."""
-
-
-class EmbedderLike:  # the part of cartrita_assets.embeddings.embedders.Embedder used here
-    model: str
-    dimensions: int
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:  # pragma: no cover - protocol
-        raise NotImplementedError
 
 
 @dataclass
@@ -114,7 +107,7 @@ def registered_dimensions(conn: psycopg.Connection, model: str) -> int | None:
     return int(row[0]) if row else None
 
 
-def check_embedder(conn: psycopg.Connection, embedder: EmbedderLike) -> None:
+def check_embedder(conn: psycopg.Connection, embedder: Embedder) -> None:
     """Refuse an embedder whose dimension differs from the one stored for its model name."""
     dims = registered_dimensions(conn, embedder.model)
     if dims is not None and dims != embedder.dimensions:
@@ -145,7 +138,7 @@ def _restrict(source: Source, ids: Sequence[str] | None) -> sql.Composable:
     )
 
 
-def _build_wanted(
+def build_wanted(
     conn: psycopg.Connection,
     source: Source,
     plan: _Plan,
@@ -230,7 +223,7 @@ def _build_wanted(
 def sync_source(
     conn: psycopg.Connection,
     source: Source,
-    embedder: EmbedderLike | None,
+    embedder: Embedder | None,
     log: Log,
     *,
     ids: Sequence[str] | None = None,
@@ -245,7 +238,7 @@ def sync_source(
     for plan in plans_for(source, embedder.model if embedder else None):
         started = time.perf_counter()
         counts = SyncCounts(source.name, plan.model, plan.origin)
-        _build_wanted(conn, source, plan, counts, ids)
+        build_wanted(conn, source, plan, counts, ids)
         _delete_gone(conn, source, plan.model, counts, ids)
         _merge_imported(conn, source, plan.model, counts)
         if plan.embed and embedder is not None:
@@ -326,7 +319,7 @@ def _merge_imported(
 def _embed_changed(
     conn: psycopg.Connection,
     source: Source,
-    embedder: EmbedderLike,
+    embedder: Embedder,
     counts: SyncCounts,
     log: Log,
     batch_size: int,
