@@ -40,7 +40,7 @@ def build_health_checks_schedule(cron: str | None = None) -> dg.ScheduleDefiniti
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=(
             f"Runs v2_health_checks_job on {cron!r} (UTC; {CRON_ENV}, default hourly): every "
-            "check of restored_db, schema_version and embeddings_index, nothing materialized. "
+            "check of pgvector_cluster, schema_version and embeddings_index, nothing materialized. "
             "Skips while there is no restored database, after a rollback, and while a run that "
             "writes v2 is in flight. Failed checks are reported by the alert sensors."
         ),
