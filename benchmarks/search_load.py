@@ -61,8 +61,6 @@ from psycopg import sql
 from cartrita_assets.envfile import PostgresSettings
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.system import free_port
-from cartrita_assets.migrations.runner import MigrationRunner
-from cartrita_assets.paths import data_path
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.vectors.indexing import ensure_indexes, index_name
 
@@ -519,17 +517,10 @@ def run_case(
     log(f"generated {rows} x {dims} vectors, {clusters} clusters in {generate_s:.1f}s")
     server = LocalPostgres(base_dir=work / "pg", port=free_port(), durable=False, log=log)
     try:
-        admin = server.ensure_running()
-        with connect(admin, role="bench") as conn:
-            conn.execute("CREATE DATABASE bench")
-            version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-        settings = dataclasses.replace(admin, dbname="bench")
-        MigrationRunner(settings=settings, folder=data_path("sql") / "migrations").migrate()
+        settings, info = vector_search.bench_database(server)
+        version, pgvector = info["version"], info["pgvector"]
         with connect(settings, role="bench") as conn:
             register_vector(conn)
-            pgvector = conn.execute(
-                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
-            ).fetchone()[0]  # type: ignore[index]
             load_s = vector_search.load(conn, data, dims)
             log(f"PostgreSQL {version}, pgvector {pgvector}: loaded {rows} rows in {load_s:.1f}s")
             ids = dict(conn.execute(

@@ -49,6 +49,7 @@ import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 
+from cartrita_assets.envfile.postgres import PostgresSettings
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.system import free_port
 from cartrita_assets.migrations.runner import MigrationRunner
@@ -182,6 +183,24 @@ def make_dataset(rows: int, dims: int, clusters: int, queries: int, seed: int) -
         objects.append(obj)
     query_texts = [f"{topics[assignment[r]]} {objects[r]}" for r in query_rows]
     return Dataset(vectors, assignment, texts, query_rows, query_vectors, query_texts)
+
+
+def bench_database(server: LocalPostgres) -> tuple[PostgresSettings, dict[str, str]]:
+    """Start ``server``, create the migrated database ``bench``; its settings and versions."""
+    admin = server.ensure_running()
+    with connect(admin, role="bench") as conn:
+        conn.execute("CREATE DATABASE bench")
+        info = {
+            "version": conn.execute("SHOW server_version").fetchone()[0],  # type: ignore[index]
+            "shared_buffers": conn.execute("SHOW shared_buffers").fetchone()[0],  # type: ignore[index]
+        }
+    settings = dataclasses.replace(admin, dbname="bench")
+    MigrationRunner(settings=settings, folder=data_path("sql") / "migrations").migrate()
+    with connect(settings, role="bench") as conn:
+        info["pgvector"] = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()[0]  # type: ignore[index]
+    return settings, info
 
 
 def load(conn: psycopg.Connection, data: Dataset, dims: int) -> float:
@@ -381,20 +400,13 @@ def main() -> None:
     work.chmod(0o755)
     server = LocalPostgres(base_dir=work / "pg", port=free_port(), durable=False, log=print)
     try:
-        admin = server.ensure_running()
-        with connect(admin, role="bench") as conn:
-            conn.execute("CREATE DATABASE bench")
-            version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-            shared_buffers = conn.execute("SHOW shared_buffers").fetchone()[0]  # type: ignore[index]
-        settings = dataclasses.replace(admin, dbname="bench")
-        MigrationRunner(settings=settings, folder=data_path("sql") / "migrations").migrate()
+        settings, info = bench_database(server)
+        version = info["version"]
+        print(f"PostgreSQL {version}, pgvector {info['pgvector']}, "
+              f"shared_buffers {info['shared_buffers']}")  # fmt: skip
 
         with connect(settings, role="bench") as conn:
             register_vector(conn)
-            pgvector = conn.execute(
-                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
-            ).fetchone()[0]  # type: ignore[index]
-            print(f"PostgreSQL {version}, pgvector {pgvector}, shared_buffers {shared_buffers}")
             load_s = load(conn, data, args.dims)
             print(f"loaded {args.rows} rows in {load_s:.1f}s")
             build_s, choices, index = build_index(conn)
@@ -477,8 +489,8 @@ def main() -> None:
                 "rows": args.rows, "dims": args.dims, "queries": args.queries,
                 "rounds": args.rounds, "warmup": args.warmup, "clusters": args.clusters,
                 "seed": args.seed,
-                "model": MODEL, "postgres": version, "pgvector": pgvector,
-                "shared_buffers": shared_buffers, "load_s": load_s,
+                "model": MODEL, "postgres": version, "pgvector": info["pgvector"],
+                "shared_buffers": info["shared_buffers"], "load_s": load_s,
                 "index": {"kind": choices[0][2], "name": index["index_name"],
                           "params": index["index_params"], "reason": choices[0][4],
                           "build_s": build_s, "bytes": index["bytes"]},
