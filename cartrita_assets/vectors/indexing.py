@@ -91,7 +91,8 @@ def ensure_indexes(
     force_models: Collection[str] = (),
     maintenance_work_mem: str = "512MB",
 ) -> list[IndexDecision]:
-    """Apply the rule to every model with rows; build, keep or drop each one's index.
+    """Apply the rule to every model with rows; build, keep or drop each one's index; then
+    regenerate the search functions' per-model branches (migration 0009) when the models changed.
 
     ``force`` rebuilds every ANN index, ``force_models`` only those models' (a model the rule
     gives no ANN index has nothing to rebuild).
@@ -142,6 +143,10 @@ def ensure_indexes(
             )
         decisions.append(decision)
     conn.execute("ANALYZE public.embeddings")
+    regenerated = conn.execute("SELECT public.generate_search_functions()").fetchone()[0]  # type: ignore[index]
+    if regenerated:
+        log(f"regenerated {', '.join(regenerated)} for the models "
+            f"{', '.join(d.model for d in decisions) or '(none)'}")  # fmt: skip
     return decisions
 
 

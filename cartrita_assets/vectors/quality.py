@@ -53,18 +53,26 @@ def _cast(dims: int) -> str:
 def explain_search(
     conn: psycopg.Connection, model: str, dims: int, prefer_index: bool = False
 ) -> str:
-    """EXPLAIN of the query vector_candidates runs for ``model`` (a stored vector as the query).
+    """EXPLAIN of ``similarity_search`` for ``model``, a stored vector as the query.
 
-    ``prefer_index`` disables sequential scans, to tell an index the planner cannot use (a
-    defect) from one it can use but finds slower than a scan on a small table.
+    A model with a generated branch (exact or HNSW) is planned inline: the plan shows the scan
+    the search really runs. A model on the general path (IVFFlat, or added since the branches
+    were generated) shows only a function scan, so the query similarity_search_general runs for
+    it is explained instead. ``prefer_index`` disables sequential scans, to tell an index the
+    planner cannot use (a defect) from one it can use but finds slower than a scan on a small
+    table.
     """
     row = conn.execute(
         "SELECT embedding::text FROM public.embeddings WHERE model = %s LIMIT 1", (model,)
     ).fetchone()
     if row is None:
         return ""
+    call = sql.SQL(
+        "EXPLAIN (COSTS OFF) SELECT id FROM public.similarity_search({q}::vector, -1, 10, NULL, "
+        "{model})"
+    ).format(q=sql.Literal(row[0]), model=sql.Literal(model))
     expr = conn.execute("SELECT public.embedding_index_expression(%s)", (dims,)).fetchone()[0]  # type: ignore[index]
-    query = sql.SQL(
+    general = sql.SQL(
         "EXPLAIN (COSTS OFF) SELECT e.id FROM public.embeddings e WHERE e.model = {model} "
         "ORDER BY {expr} <=> {q}::{cast} LIMIT 10"
     ).format(
@@ -72,12 +80,15 @@ def explain_search(
         cast=sql.SQL(_cast(dims)),
     )  # fmt: skip
     with conn.transaction():
-        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        conn.execute("SET LOCAL ivfflat.iterative_scan = relaxed_order")
         if prefer_index:
             for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
                 conn.execute(f"SET LOCAL {setting} = off")
-        return "\n".join(r[0] for r in conn.execute(query).fetchall())
+        plan = "\n".join(r[0] for r in conn.execute(call).fetchall())
+        if "similarity_search_general" not in plan:
+            return plan
+        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        conn.execute("SET LOCAL ivfflat.iterative_scan = relaxed_order")
+        return "\n".join(r[0] for r in conn.execute(general).fetchall())
 
 
 def vector_index_is_valid(conn: psycopg.Connection) -> Outcome:
