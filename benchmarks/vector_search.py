@@ -123,20 +123,21 @@ EXACT_SQL = (
 SIMILARITY_SQL = "SELECT id FROM public.similarity_search(%s, -1, 10)"
 HYBRID_SQL = "SELECT id FROM public.hybrid_search(%s, %s, 0.7, 0.3, -1, 10)"
 # hybrid_search(text, q, 0.7, 0.3, -1, 10) written out by hand: 40 nearest rows, 40 best keyword
-# matches, joined, scored, the best 10 (what each model's generated branch runs, migration 0009)
+# matches, joined, scored, the best 10 read back (what each model's generated branch runs, 0009)
 HYBRID_WRITTEN_OUT_SQL = (
     "SELECT e.id FROM ("
-    " SELECT coalesce(v.id, k.id) AS id, coalesce(v.similarity, 0) AS vs,"
-    " coalesce(k.rank, 0) AS ks FROM ("
-    "  SELECT c.id, 1 - c.distance AS similarity FROM ("
-    "   SELECT e.id, embedding::vector({d}) <=> %(q)s::vector({d}) AS distance"
-    f"   FROM public.embeddings e WHERE e.model = '{MODEL}' ORDER BY distance LIMIT 40) c) v"
-    " FULL JOIN ("
-    "  SELECT e.id, ts_rank_cd(e.search_vector, t.q, 32)::double precision AS rank"
-    "  FROM public.embeddings e, websearch_to_tsquery('english', %(text)s) t(q)"
-    f"  WHERE e.search_vector @@ t.q AND e.model = '{MODEL}' ORDER BY rank DESC LIMIT 40) k"
-    " ON k.id = v.id) p JOIN public.embeddings e ON e.id = p.id"
-    " ORDER BY 0.7 * p.vs + 0.3 * p.ks DESC, e.id LIMIT 10"
+    " SELECT s.id, 0.7 * s.vs + 0.3 * s.ks AS score FROM ("
+    "  SELECT coalesce(v.id, k.id) AS id, coalesce(v.similarity, 0) AS vs,"
+    "  coalesce(k.rank, 0) AS ks FROM ("
+    "   SELECT c.id, 1 - c.distance AS similarity FROM ("
+    "    SELECT e.id, embedding::vector({d}) <=> %(q)s::vector({d}) AS distance"
+    f"    FROM public.embeddings e WHERE e.model = '{MODEL}' ORDER BY distance LIMIT 40) c) v"
+    "  FULL JOIN ("
+    "   SELECT e.id, ts_rank_cd(e.search_vector, t.q, 32)::double precision AS rank"
+    "   FROM public.embeddings e, websearch_to_tsquery('english', %(text)s) t(q)"
+    f"   WHERE e.search_vector @@ t.q AND e.model = '{MODEL}' ORDER BY rank DESC LIMIT 40) k"
+    "  ON k.id = v.id) s ORDER BY score DESC, s.id LIMIT 10) p"
+    " JOIN public.embeddings e ON e.id = p.id ORDER BY p.score DESC, p.id"
 )
 
 

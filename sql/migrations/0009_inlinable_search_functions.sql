@@ -117,11 +117,14 @@ BEGIN
          ORDER BY distance
          LIMIT %6$s) c
  WHERE 1 - c.distance >= match_threshold', v_dist, m.model, c_src, c_sim, v_gate, c_count);
+        -- hybrid: the nearest match_count * 4 and the best match_count * 4 keyword matches, fully
+        -- joined and scored; only the best match_count are read back from the table
         v_hyb := v_hyb || format(
-'(SELECT e.id, e.source_table, e.source_id, e.model, e.content, e.metadata,
-        p.vs AS vector_score, p.ks AS keyword_score,
-        (vector_weight * p.vs + keyword_weight * p.ks) / (vector_weight + keyword_weight) AS combined_score
-   FROM (SELECT coalesce(v.id, k.id) AS id, coalesce(v.similarity, 0) AS vs, coalesce(k.rank, 0) AS ks
+'SELECT e.id, e.source_table, e.source_id, e.model, e.content, e.metadata,
+       p.vs AS vector_score, p.ks AS keyword_score, p.score AS combined_score
+  FROM (SELECT s.id, s.vs, s.ks,
+               (vector_weight * s.vs + keyword_weight * s.ks) / (vector_weight + keyword_weight) AS score
+          FROM (SELECT coalesce(v.id, k.id) AS id, coalesce(v.similarity, 0) AS vs, coalesce(k.rank, 0) AS ks
            FROM (SELECT c.id, 1 - c.distance AS similarity
                    FROM (SELECT e.id, %1$s AS distance
                            FROM public.embeddings e
@@ -137,15 +140,16 @@ BEGIN
                     AND e.model = %2$L AND %3$s
                     AND %4$s AND %5$s
                   ORDER BY rank DESC
-                  LIMIT %7$s * 4) k ON k.id = v.id) p
-   JOIN public.embeddings e ON e.id = p.id
-  ORDER BY combined_score DESC, e.id
-  LIMIT %7$s)', v_dist, m.model, c_src, c_hyb, v_gate, c_kw, c_count);
+                  LIMIT %7$s * 4) k ON k.id = v.id) s
+         ORDER BY score DESC, s.id
+         LIMIT %7$s) p
+  JOIN public.embeddings e ON e.id = p.id', v_dist, m.model, c_src, c_hyb, v_gate, c_kw, c_count);
         v_rrf := v_rrf || format(
-'(SELECT e.id, e.source_table, e.source_id, e.model, e.content, e.metadata,
-        p.vr AS vector_rank, p.kr AS keyword_rank,
-        (coalesce(1.0 / (rrf_k + p.vr), 0) + coalesce(1.0 / (rrf_k + p.kr), 0))::double precision AS rrf_score
-   FROM (SELECT coalesce(v.id, k.id) AS id, v.r AS vr, k.r AS kr
+'SELECT e.id, e.source_table, e.source_id, e.model, e.content, e.metadata,
+       p.vr AS vector_rank, p.kr AS keyword_rank, p.score AS rrf_score
+  FROM (SELECT s.id, s.vr, s.kr,
+               (coalesce(1.0 / (rrf_k + s.vr), 0) + coalesce(1.0 / (rrf_k + s.kr), 0))::double precision AS score
+          FROM (SELECT coalesce(v.id, k.id) AS id, v.r AS vr, k.r AS kr
            FROM (SELECT c.id, row_number() OVER (ORDER BY c.distance)::integer AS r
                    FROM (SELECT e.id, %1$s AS distance
                            FROM public.embeddings e
@@ -161,10 +165,10 @@ BEGIN
                             AND e.model = %2$L AND %3$s
                             AND %4$s AND %5$s
                           ORDER BY rank DESC
-                          LIMIT %7$s * 4) k) k ON k.id = v.id) p
-   JOIN public.embeddings e ON e.id = p.id
-  ORDER BY rrf_score DESC, e.id
-  LIMIT %7$s)', v_dist, m.model, c_src, c_rrf, v_gate, c_kw, c_count);
+                          LIMIT %7$s * 4) k) k ON k.id = v.id) s
+         ORDER BY score DESC, s.id
+         LIMIT %7$s) p
+  JOIN public.embeddings e ON e.id = p.id', v_dist, m.model, c_src, c_rrf, v_gate, c_kw, c_count);
     END LOOP;
 
     -- the general path takes every call no branch takes
