@@ -9,9 +9,6 @@ import numpy as np
 import pytest
 
 from cartrita_assets.embeddings.embedders import LocalEmbedder
-from cartrita_assets.migrations import MigrationRunner
-from cartrita_assets.paths import data_path
-from cartrita_assets.pg.connect import connect
 from cartrita_assets.vectors import quality
 from cartrita_assets.vectors.indexing import ensure_indexes, index_name
 from cartrita_assets.vectors.sources import Source, SourceError, VectorColumn, validate_sources
@@ -54,18 +51,6 @@ class CountingEmbedder:
 @pytest.fixture(scope="module")
 def embedder() -> CountingEmbedder:
     return CountingEmbedder()
-
-
-@pytest.fixture
-def db(v2):
-    """A migrated empty database on the test's own v2 server."""
-    v2.ensure_running(lambda _m: None)
-    with connect(v2.admin(), role="test") as conn:
-        conn.execute("CREATE DATABASE vec")
-    settings = v2.admin("vec")
-    MigrationRunner(settings, data_path("sql") / "migrations").migrate()
-    with connect(settings, role="test") as conn:
-        yield conn
 
 
 def _passages(conn) -> Source:

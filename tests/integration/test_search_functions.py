@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 from psycopg import sql
 
-from cartrita_assets.migrations import MigrationRunner
-from cartrita_assets.paths import data_path
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.vectors import quality
 from cartrita_assets.vectors.indexing import ensure_indexes, index_name
@@ -31,18 +29,6 @@ SIGNATURES = {
 
 def _vec(values) -> str:
     return "[" + ",".join(f"{float(x):.6f}" for x in values) + "]"
-
-
-@pytest.fixture
-def db(v2):
-    v2.ensure_running(lambda _m: None)
-    with connect(v2.admin(), role="test") as conn:
-        conn.execute("CREATE DATABASE search")
-    settings = v2.admin("search")
-    MigrationRunner(settings, data_path("sql") / "migrations").migrate()
-    with connect(settings, role="test") as conn:  # a new session: the database's defaults apply
-        conn.settings = settings  # type: ignore[attr-defined]
-        yield conn
 
 
 def _load(db, n: int, dims: int = 16, model: str = "gen", seed: int = 0) -> list[str]:
