@@ -321,7 +321,7 @@ class Timings:
 
 
 def measure(
-    conn: psycopg.Connection, data: Dataset, dims: int, rounds: int, warmup: int
+    conn: psycopg.Connection, data: Dataset, dims: int, rounds: int, warmup: int, seed: int
 ) -> Timings:
     """Latency (ms) of each query kind over every query vector, interleaved, after a warm-up.
 
@@ -343,6 +343,7 @@ def measure(
     cpu_ns = dict.fromkeys(kinds, 0)
     found: dict[str, list[set[int]]] = {k: [] for k in kinds}
     names = list(kinds)
+    order = random.Random(seed)
     pid = conn.info.backend_pid
     with conn.cursor() as cur:
         for make in kinds.values():
@@ -353,8 +354,11 @@ def measure(
         own0, backend0 = sum(os.times()[:2]), _backend_cpu_ns(pid)
         for round_no in range(rounds):
             for i in range(len(data.queries)):
-                shift = (i + round_no) % len(names)  # rotate the order: no kind always first
-                for name in names[shift:] + names[:shift]:
+                # a fresh random order for every query: the kinds run on the same query vector
+                # one after another, and the first one pays for the pages the others find
+                # cached; a fixed rotation would always seat a kind after the same neighbour
+                order.shuffle(names)
+                for name in names:
                     sql, params = kinds[name](i)
                     cpu_before = _backend_cpu_ns(pid)
                     started = time.perf_counter()
@@ -436,7 +440,7 @@ def main() -> None:
 
         with connect(settings, role="bench") as conn:  # a fresh connection for the timing
             register_vector(conn)
-            timed = measure(conn, data, args.dims, args.rounds, args.warmup)
+            timed = measure(conn, data, args.dims, args.rounds, args.warmup, args.seed)
 
         recalls = {k: recall(timed.found[k], truth) for k in ("raw", "similarity_search")}
         stats = {
