@@ -241,3 +241,27 @@ def test_concurrent_index_passes_regenerate_one_after_the_other(db):
     assert not errors, errors
     body = _body(db, "similarity_search")
     assert "'a'" not in body and "'b'" not in body  # the second saw the first's change
+
+
+def test_a_model_above_2000_dimensions_is_searched_as_halfvec(db):
+    vectors = _load(db, 40, dims=2001, model="wide")
+    (d,) = ensure_indexes(db, lambda _m: None, exact_below=10)
+    assert d.kind == "hnsw"
+    assert "halfvec(2001)" in _body(db, "similarity_search")
+    params = {"q": vectors[3], "t": -1, "n": 5, "src": None, "model": None, "text": "word3"}
+    with db.transaction():
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+            db.execute(f"SET LOCAL {setting} = off")
+        plan = "\n".join(
+            r[0] for r in db.execute("EXPLAIN " + SIGNATURES["similarity_search"], params)
+        )
+        assert index_name("wide") in plan, plan
+        for name, query in SIGNATURES.items():
+            rows = db.execute(query, params).fetchall()
+            assert len(rows) == 5, name
+            assert (
+                rows[0][0]
+                == db.execute(  # the row itself comes first
+                    "SELECT id FROM embeddings WHERE source_id = '3'"
+                ).fetchone()[0]
+            ), name
