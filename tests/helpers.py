@@ -70,7 +70,10 @@ def event_log_text(instance: dg.DagsterInstance, run_id: str) -> str:
 
 
 def materialize(
-    resources: dict[str, Any], instance: dg.DagsterInstance, *keys: str
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    *keys: str,
+    run_config: dict[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Materialize only ``keys`` (with their checks), as a user does from the UI."""
     defs = build_definitions(resources)
@@ -78,6 +81,7 @@ def materialize(
     result = job.execute_in_process(
         instance=instance,
         asset_selection=[dg.AssetKey(k) for k in keys],
+        run_config=run_config or {},
         raise_on_error=False,
     )
     release_run_lock(result.run_id)
@@ -94,13 +98,16 @@ def v1_source(demo: Any, env_file: Path | None = None) -> V1Source:
         demo_redis_port=demo.redis_port,
         demo_scale=demo.scale,
         demo_durable=False,
+        demo_redis_server=demo.redis_server,
     )
 
 
 @contextlib.contextmanager
-def running_demo(folder: Path) -> Iterator[DemoV1]:
+def running_demo(folder: Path, redis_server: str = "") -> Iterator[DemoV1]:
     """A seeded demo v1 (scale 1) under ``folder``, stopped on exit."""
-    demo = DemoV1(folder, free_port(), free_port(), scale=1, durable=False)
+    demo = DemoV1(
+        folder, free_port(), free_port(), scale=1, durable=False, redis_server=redis_server
+    )
     try:
         demo.ensure()
         yield demo

