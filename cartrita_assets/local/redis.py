@@ -22,6 +22,8 @@ from cartrita_assets.local import system
 from cartrita_assets.local.redis_servers import ServerBinary, bundled_server
 from cartrita_assets.secrets import new_password, write_private_file
 
+_START_TIMEOUT_S = 30  # the server forks into the background at once; only a misread config waits
+
 
 @dataclass
 class LocalRedis:
@@ -105,13 +107,24 @@ class LocalRedis:
         write_private_file(conf, self._config())
         self.log(f"Starting Redis on 127.0.0.1:{self.port}")
         server = self.server or bundled_server()
-        result = subprocess.run(
-            [server.argv0, str(conf)],
-            executable=server.path,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        try:
+            # the 0600 file's text through stdin ("-"), not its path: valkey reads a config path
+            # holding * ? or [ as a glob pattern, and a folder name may hold any of them
+            result = subprocess.run(
+                [server.argv0, "-"],
+                executable=server.path,
+                input=conf.read_text(),
+                capture_output=True,
+                text=True,
+                timeout=_START_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise LocalServerError(
+                f"The Redis server in {self.base_dir} did not start as a daemon within "
+                f"{_START_TIMEOUT_S} s (it was stopped): it did not read {conf}. Check that "
+                "file and the server binary."
+            ) from None
         if result.returncode != 0:
             raise LocalServerError(f"redis-server failed to start: {result.stdout[-500:]}")
 
