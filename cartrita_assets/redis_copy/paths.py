@@ -1,9 +1,10 @@
 """Choosing how keys reach the target: byte-exact ``DUMP``/``RESTORE``, or the logical rebuild.
 
 A ``DUMP`` payload ends with the RDB version of the server that made it; a server refuses
-payloads of a newer RDB version than its own (and Valkey 9, RDB 80, also refuses Redis' 12-79
-range, which Redis 7.4 and 8 write). Rather than keep a table of versions, the target is asked:
-one payload is restored under a scratch name and deleted again, before any key is written.
+payloads of a newer RDB version than its own, and Valkey 9 (RDB 80) also refuses RDB 12, which
+Redis 7.4 and 8 write (measured with Redis 8.2.3). Rather than keep a table of versions, the
+target is asked: one payload is restored under a scratch name and deleted again, before any key
+is written.
 """
 
 from __future__ import annotations
