@@ -79,8 +79,8 @@ def preflight(v1: V1Settings, backup_root: Path, min_free_ratio: float = 2.0) ->
             f"({_size(size * min_free_ratio)}) and only {_size(free)} is free. Free some space "
             "or set CARTRITA_BACKUP_DIR to a larger disk."
         )
-    redis_version = _redis_version(v1.redis) if v1.redis else None
-    return Preflight(version, major, int(size), free, exts, redis_version)
+    redis_server = redis_version(v1.redis) if v1.redis else None
+    return Preflight(version, major, int(size), free, exts, redis_server)
 
 
 def _free_bytes(path: Path) -> int:
@@ -96,10 +96,6 @@ def _gib(n: float) -> str:
 
 def redis_version(settings: RedisSettings) -> str:
     """What v1 Redis runs, e.g. ``Redis 7.0.15`` (one clear error when unreachable)."""
-    return _redis_version(settings)
-
-
-def _redis_version(settings: RedisSettings) -> str:
     try:
         return str(server_version(client_for(settings)))
     except Exception as exc:
