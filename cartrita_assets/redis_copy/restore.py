@@ -114,12 +114,14 @@ class _Writer:
         if rec.db != self._db or len(self._commands) >= self._batch:
             self.flush()
             self._db = rec.db
-        if self._takes_dump(rec):
+        how = "dump" if self._takes_dump(rec) else "logical"
+        if how == "dump":
             self._commands.extend(_restore_commands(rec))
-            self.paths.setdefault(rec.db, "dump")
         else:
             self._commands.extend(_rebuild_commands(rec, self._batch))
-            self.paths[rec.db] = "logical"
+        seen = self.paths.setdefault(rec.db, how)
+        if seen != how:  # only when some records of a db carry no payload
+            self.paths[rec.db] = "dump and logical"
         self._keys.append(rec.key)
 
     def _takes_dump(self, rec: KeyRecord) -> bool:
