@@ -391,7 +391,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--keep", action="store_true", help="leave the server running")
+    parser.add_argument("--quick", action="store_true", help="tiny case, seconds: it still runs")
     args = parser.parse_args()
+    if args.quick:
+        # 10,000 rows: the smallest table the volume rule gives an HNSW index
+        args.rows, args.queries, args.clusters, args.rounds, args.warmup = 10000, 20, 50, 1, 2
 
     started = time.perf_counter()
     data = make_dataset(args.rows, args.dims, args.clusters, args.queries, args.seed)
