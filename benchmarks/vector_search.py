@@ -282,7 +282,9 @@ def explain(conn: psycopg.Connection, data: Dataset, dims: int) -> dict[str, str
         rows = conn.execute("EXPLAIN (COSTS OFF) " + query, params).fetchall()
         lines = [r[0] for r in rows]
         out[what] = plan_line(lines)
-        if what != "raw query" and any("Function Scan" in line for line in lines):
+        if what != "raw query" and any(
+            "Function Scan on" in line and "unnest" not in line for line in lines
+        ):
             out[what] += " (NOT inlined: " + " | ".join(x.strip() for x in lines[:3]) + ")"
     return out
 
