@@ -163,7 +163,11 @@ def build_wanted(
                 sql.SQL(
                     "CREATE TEMP TABLE imported ON COMMIT DROP AS "
                     "SELECT s.{id}::text AS source_id, {text} AS content, {vec} AS vec, "
-                    "s.{col} IS NOT NULL AS present FROM {rel} s WHERE {where}"
+                    "s.{col} IS NOT NULL AS present, "
+                    # pgvector refuses NaN and infinite components: such a vector is data to
+                    # report by its own reason, not a malformed one
+                    "s.{col}::text ~* '(^|[[,])\\s*[+-]?(nan|inf|infinity)\\s*(,|]|$)' "
+                    "AS nonfinite FROM {rel} s WHERE {where}"
                 ).format(
                     id=ident,
                     text=text,
@@ -179,10 +183,13 @@ def build_wanted(
                     "GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
                 ).fetchone()
                 dims = int(row[0]) if row else None
-            bad = conn.execute(
-                "SELECT source_id FROM imported WHERE present AND vec IS NULL ORDER BY 1"
-            ).fetchall()
-            counts.skip(f"{column}: not a vector", len(bad), [r[0] for r in bad])
+            for reason, nonfinite in (("not a vector", False), ("non-finite values", True)):
+                bad = conn.execute(
+                    "SELECT source_id FROM imported WHERE present AND vec IS NULL "
+                    "AND nonfinite = %s ORDER BY 1",
+                    (nonfinite,),
+                ).fetchall()
+                counts.skip(f"{column}: {reason}", len(bad), [r[0] for r in bad])
             wrong = conn.execute(
                 "SELECT source_id FROM imported WHERE vec IS NOT NULL AND vector_dims(vec) <> %s "
                 "ORDER BY 1",
