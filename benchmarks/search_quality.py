@@ -214,24 +214,32 @@ def evaluate(
 
 
 def sweep(
-    conn: psycopg.Connection, c: Collection, qvecs: dict[str, np.ndarray], model: str
+    conn: psycopg.Connection,
+    c: Collection,
+    qvecs: dict[str, np.ndarray],
+    model: str,
+    log: Log = print,
 ) -> dict[str, Scores]:
     """hybrid_search at other weights and pools, RRF at other k (nDCG@10 of the top 10)."""
     out: dict[str, Scores] = {}
+
+    def add(name: str, scores: Scores) -> None:
+        out[name] = scores
+        log(scores.row(name))
+
     for vw in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
-        out[f"hybrid {vw:.1f}/{1 - vw:.1f}"] = evaluate(
-            conn, c, qvecs, "hybrid_search", model, vw=vw, kw=round(1 - vw, 2)
+        add(
+            f"hybrid {vw:.1f}/{1 - vw:.1f}",
+            evaluate(conn, c, qvecs, "hybrid_search", model, vw=vw, kw=round(1 - vw, 2)),
         )
     for top in (25, 50):
-        out[f"hybrid 0.5/0.5 pool {4 * top}"] = _top10_of(
-            conn, c, qvecs, "hybrid_search", model, top, vw=0.5, kw=0.5
+        add(
+            f"hybrid 0.5/0.5 pool {4 * top}",
+            _top10_of(conn, c, qvecs, "hybrid_search", model, top, vw=0.5, kw=0.5),
         )
     for k in (10, 30, 100):
-        out[f"rrf k={k}"] = evaluate(conn, c, qvecs, "hybrid_search_rrf", model, k=k)
-    for top in (25,):
-        out[f"rrf k=60 pool {4 * top}"] = _top10_of(
-            conn, c, qvecs, "hybrid_search_rrf", model, top, k=60
-        )
+        add(f"rrf k={k}", evaluate(conn, c, qvecs, "hybrid_search_rrf", model, k=k))
+    add("rrf k=60 pool 100", _top10_of(conn, c, qvecs, "hybrid_search_rrf", model, 25, k=60))
     return out  # fmt: skip
 
 
@@ -274,9 +282,12 @@ def run(
             ensure_indexes(conn, log)
         with connect(settings, role="bench") as conn:  # the database's defaults
             register_vector(conn)
-            results = {m: evaluate(conn, collection, qvecs, m, model) for m in MODES}
+            results: dict[str, Scores] = {}
+            for mode in MODES:
+                results[mode] = evaluate(conn, collection, qvecs, mode, model)
+                log(results[mode].row(mode))
             if do_sweep:
-                results |= sweep(conn, collection, qvecs, model)
+                results |= sweep(conn, collection, qvecs, model, log)
         return results
     finally:
         server.stop()
