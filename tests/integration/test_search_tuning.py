@@ -119,3 +119,20 @@ def test_choose_effort_is_the_first_effort_within_budget_that_holds() -> None:
     effort, passed, why = tuning.choose_effort(tried, m(0, 3000, 50.0), 0.98, 1.5)
     assert (effort, passed) == (40, False) and why.startswith("SHORTFALL")
     assert recall.wilson_lower(3000, 3000) > 0.998 and recall.wilson_lower(2950, 3000) < 0.985
+
+
+def test_a_starved_ivfflat_index_gets_more_probes_through_the_general_path(db):
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(30, 16))
+    vectors = centres[np.arange(600) % 30] + 0.3 * rng.normal(size=(600, 16))
+    _copy(db, "gen", vectors.astype(np.float32))
+    db.execute(
+        "CREATE INDEX embeddings_ann_starved ON embeddings USING ivfflat "
+        "((embedding::vector(16)) vector_cosine_ops) WITH (lists = 200) WHERE model = 'gen'"
+    )  # a list per 3 rows and one probe: most true neighbours sit in other lists
+    db.execute("UPDATE embedding_models SET index_kind = 'ivfflat', "
+               "index_params = '{\"lists\": 200, \"probes\": 1}' WHERE model = 'gen'")  # fmt: skip
+    assert not quality.recall_at_10(db).passed
+    result = tuning.tune_model(db, "gen", "ivfflat", lambda _m: None, budget_ms=1000)
+    assert result.passed and result.effort is not None and result.effort > 1, result.note
+    assert quality.recall_at_10(db).passed
