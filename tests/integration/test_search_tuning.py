@@ -8,7 +8,7 @@ import pytest
 from pgvector.psycopg import register_vector
 
 from cartrita_assets.vectors import quality, recall, tuning
-from cartrita_assets.vectors.indexing import ensure_indexes
+from cartrita_assets.vectors.indexing import ensure_indexes, index_name
 
 pytestmark = pytest.mark.integration
 
@@ -127,9 +127,10 @@ def test_a_starved_ivfflat_index_gets_more_probes_through_the_general_path(db):
     vectors = centres[np.arange(600) % 30] + 0.3 * rng.normal(size=(600, 16))
     _copy(db, "gen", vectors.astype(np.float32))
     db.execute(
-        "CREATE INDEX embeddings_ann_starved ON embeddings USING ivfflat "
+        f"CREATE INDEX {index_name('gen')} ON embeddings USING ivfflat "
         "((embedding::vector(16)) vector_cosine_ops) WITH (lists = 200) WHERE model = 'gen'"
     )  # a list per 3 rows and one probe: most true neighbours sit in other lists
+    db.execute("ANALYZE embeddings")
     db.execute("UPDATE embedding_models SET index_kind = 'ivfflat', "
                "index_params = '{\"lists\": 200, \"probes\": 1}' WHERE model = 'gen'")  # fmt: skip
     assert not quality.recall_at_10(db).passed
