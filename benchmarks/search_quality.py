@@ -8,9 +8,11 @@
 Starts a project-managed PostgreSQL 18 + pgvector server, applies sql/migrations, embeds the
 collection's documents (title and text) with the project's local model (all-MiniLM-L6-v2; the
 vectors are cached under .cartrita/, so a second run does not embed again), loads them into
-``public.embeddings`` and runs the index pass (``ensure_indexes``: index choice, keyword
-statistics, effort tuning). Then, for every query, one run prints nDCG@10, recall@100 and the
-p50 latency of a top-10 call for:
+``public.embeddings`` and runs the index pass (``ensure_indexes``: index choice and keyword
+statistics) and the effort tuning. ``--exact-below 1000`` gives the collection an HNSW index
+(by the project's rule it is scanned exactly below 10,000 rows), to see the tuning on real text.
+Then, for every query, one run prints nDCG@10, recall@100 and the p50 latency of a top-10 call
+for:
 
 * keyword-only: ``hybrid_search(text, q, 0, 1, -1, n)`` (the keyword side alone);
 * vector-only: ``similarity_search(q, -1, n)``;
@@ -56,7 +58,8 @@ from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.system import free_port
 from cartrita_assets.paths import state_dir
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.vectors.indexing import ensure_indexes
+from cartrita_assets.vectors import tuning
+from cartrita_assets.vectors.indexing import EXACT_BELOW, ensure_indexes
 from cartrita_assets.vectors.sync import progress_line
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ir"
@@ -262,6 +265,7 @@ def run(
     *,
     cache: Path | None = None,
     do_sweep: bool = False,
+    exact_below: int = EXACT_BELOW,
 ) -> dict[str, Scores]:
     """Embed, load, index and evaluate every mode on a throwaway server."""
     embedder: object = LocalEmbedder()
@@ -279,7 +283,11 @@ def run(
         with connect(settings, role="bench") as conn:
             register_vector(conn)
             load(conn, collection, model, docs)
-            ensure_indexes(conn, log)
+            ensure_indexes(conn, log, exact_below=exact_below)
+            for model_name, kind in conn.execute(
+                "SELECT model, index_kind FROM public.embedding_models"
+            ).fetchall():
+                tuning.tune_model(conn, model_name, kind, log)
         with connect(settings, role="bench") as conn:  # the database's defaults
             register_vector(conn)
             results: dict[str, Scores] = {}
@@ -314,6 +322,9 @@ def main(argv: list[str] | None = None) -> dict[str, Scores]:
     parser.add_argument("--quick", action="store_true", help="5 queries, about 100 documents")
     parser.add_argument("--sweep", action="store_true", help="also other weights, pools and k")
     parser.add_argument("--no-cache", action="store_true", help="embed without the cache")
+    parser.add_argument(
+        "--exact-below", type=int, default=EXACT_BELOW, help="an ANN index from this many rows"
+    )
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -323,7 +334,7 @@ def main(argv: list[str] | None = None) -> dict[str, Scores]:
     elif args.queries:
         c = subset(c, args.queries, len(c.docs))
     cache = None if args.no_cache or args.quick else state_dir() / "bench" / "vectors.sqlite"
-    results = run(c, cache=cache, do_sweep=args.sweep)
+    results = run(c, cache=cache, do_sweep=args.sweep, exact_below=args.exact_below)
     print("\n".join(report(c, results)))
     print(f"({time.perf_counter() - started:.0f}s in all)")
     if args.json:

@@ -6,8 +6,9 @@
 --    that needs more is searched through the general path, which sets its effort per call.
 -- 2. The keyword side matches any term of the query (an OR of its lexemes, not websearch's AND)
 --    and ranks with BM25 (k1 1.2, b 0.75): term document frequencies are kept per model in
---    embedding_terms (refresh_keyword_stats, run by every sync), a term's frequency in a row is
---    recovered from ts_rank, and length is normalised by the row's distinct lexemes.
+--    embedding_terms (refresh_keyword_stats, run by every index pass), a term's frequency in a
+--    row is recovered from ts_rank, and length is normalised by the row's distinct lexemes. The
+--    candidates are the rows holding the query's rarest terms (up to about 2,000 postings).
 -- 3. vector_search_stats counts degenerate vectors per source and model.
 
 -- 1. The tuned effort and what was measured at it.
@@ -74,9 +75,15 @@ END
 $fn$;
 
 -- The best `pool` rows of a model for the query's terms, by BM25. Inlined into the search
--- functions. A term's frequency tf in a row: with all weights 1, ts_rank of a one-term query is
--- sum(1/i^2, i = 1..tf) / (pi^2/6), and 1 / ((pi^2/6) * (1 - rank)) - 0.5 gives tf back within
--- 0.05. A model without statistics yet ranks every term alike (idf of an unseen term).
+-- functions.
+-- - Candidates: the rows holding the query's rarest terms, taken rarest first while fewer than
+--   2,000 postings are gathered (always at least the rarest term). A row holding only very
+--   common terms would rank low anyway, and scoring every row that holds "patient" or "cell"
+--   would cost milliseconds per thousand rows. Every candidate is scored on all query terms.
+-- - tf: with all weights 1, ts_rank of a one-term query is sum(1/i^2, i = 1..tf) / (pi^2/6), and
+--   1 / ((pi^2/6) * (1 - rank)) - 0.5 gives tf back within 0.05.
+-- - A row's tsvector is detoasted once (the OFFSET 0 copy), not once per term.
+-- - A model without statistics yet ranks every term alike (the idf of an unseen term).
 CREATE OR REPLACE FUNCTION public.keyword_candidates(
     query_text    text,
     p_model       text,
@@ -84,24 +91,31 @@ CREATE OR REPLACE FUNCTION public.keyword_candidates(
     pool          integer)
 RETURNS TABLE (id bigint, score double precision)
 LANGUAGE sql STABLE ROWS 40 AS $fn$
+WITH t AS (
+    SELECT format('%L', l.lexeme)::tsquery AS q, coalesce(w.docs, 0) AS df,
+           ln(1 + (s.n - coalesce(w.docs, 0) + 0.5) / (coalesce(w.docs, 0) + 0.5)) AS idf, s.avgdl
+      FROM unnest(tsvector_to_array(to_tsvector('english',
+                  left(coalesce(query_text, ''), 10000)))) l(lexeme)
+     CROSS JOIN (SELECT greatest(coalesce(max(m.keyword_docs), 1), 1)::double precision AS n,
+                        coalesce(nullif(max(m.keyword_avg_length), 0), 100) AS avgdl
+                   FROM public.embedding_models m WHERE m.model = p_model) s
+      LEFT JOIN public.embedding_terms w ON w.model = p_model AND w.lexeme = l.lexeme
+), r AS (
+    SELECT string_agg(x.q::text, ' | ')::tsquery AS q
+      FROM (SELECT t.q, sum(t.df) OVER (ORDER BY t.df, t.q::text ROWS UNBOUNDED PRECEDING)
+                        - t.df AS before
+              FROM t) x
+     WHERE x.before < 2000
+)
 SELECT e.id,
-       sum(t.idf * x.tf * 2.2 / (x.tf + 1.2 * (0.25 + 0.75 * length(e.search_vector) / t.avgdl)))
-         AS score
-  FROM (SELECT format('%L', l.lexeme)::tsquery AS q,
-               ln(1 + (s.n - coalesce(w.docs, 0) + 0.5) / (coalesce(w.docs, 0) + 0.5)) AS idf,
-               s.avgdl
-          FROM unnest(tsvector_to_array(to_tsvector('english',
-                      left(coalesce(query_text, ''), 10000)))) l(lexeme)
-         CROSS JOIN (SELECT greatest(coalesce(max(m.keyword_docs), 1), 1)::double precision AS n,
-                            coalesce(nullif(max(m.keyword_avg_length), 0), 100) AS avgdl
-                       FROM public.embedding_models m WHERE m.model = p_model) s
-          LEFT JOIN public.embedding_terms w ON w.model = p_model AND w.lexeme = l.lexeme) t
-  JOIN public.embeddings e ON e.search_vector @@ t.q
- CROSS JOIN LATERAL (SELECT 1 / (1.6449340668482264
-                                 * (1 - ts_rank('{1,1,1,1}', e.search_vector, t.q, 0))) - 0.5
-                            AS tf) x
+       (SELECT sum(t.idf * x.tf * 2.2 / (x.tf + 1.2 * (0.25 + 0.75 * length(d.sv) / t.avgdl)))
+          FROM t CROSS JOIN LATERAL (SELECT 1 / (1.6449340668482264
+                                     * (1 - ts_rank('{1,1,1,1}', d.sv, t.q, 0))) - 0.5 AS tf) x
+         WHERE d.sv @@ t.q) AS score
+  FROM r
+  JOIN public.embeddings e ON e.search_vector @@ r.q
+ CROSS JOIN LATERAL (SELECT e.search_vector || ''::tsvector AS sv OFFSET 0) d
  WHERE e.model = p_model AND (source_filter IS NULL OR e.source_table = source_filter)
- GROUP BY e.id
  ORDER BY score DESC, e.id
  LIMIT greatest(pool, 0)
 $fn$;
