@@ -53,6 +53,7 @@ def hard(db):
 def test_tuning_raises_the_effort_until_recall_holds_and_the_check_passes(hard):
     log: list[str] = []
     result = tuning.tune_model(hard, "nd", "hnsw", log.append, budget_ms=1000)
+    print("\n".join(log))  # the efforts tried, for the test log
     first = result.tried[0]
     assert first.effort == 40 and first.recall < recall.TARGET, log
     assert result.passed and result.effort is not None and result.effort > 40, log
