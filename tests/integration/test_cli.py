@@ -46,10 +46,11 @@ def test_forward_from_a_v1_env_file_writes_a_summary(demo_v1, test_dir, base_dir
         assert "restored_db" in out.stderr and " - INFO - " in out.stderr
         report = Path(out.stdout.split("Run summary written to ")[1].split()[0])
         summary = json.loads((report.parent / "summary.json").read_text())
-        assert summary["success"] and len(summary["checks"]) == 19
+        assert summary["success"] and len(summary["checks"]) == 20
         integration = Path(out.stdout.split("Integration report: ")[1].split()[0])
         assert integration.name == "report.md" and (integration.parent / "latency.png").exists()
-        assert all(c["passed"] for c in summary["checks"])
+        # a warning (vectors_are_well_formed: the demo holds degenerate vectors) does not fail it
+        assert all(c["passed"] or c["severity"] == "WARN" for c in summary["checks"])
         assert summary["materialized"]["v1_backup"]["v1_source"] == f"v1 from {env_file.resolve()}"
         assert password not in out.stdout + out.stderr
         assert (test_dir / "state" / "dagster_home" / "dagster.yaml").exists()
