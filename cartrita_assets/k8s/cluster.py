@@ -52,6 +52,10 @@ class Cluster(Protocol):
         """Server-side apply ``obj`` as `FIELD_MANAGER` without forcing; return the live object."""
         ...
 
+    def dry_run(self, obj: Obj) -> None:
+        """Have the server validate ``obj`` as `apply` would, changing nothing."""
+        ...
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Obj | None:
         """The live object, or None when it does not exist."""
         ...

@@ -6,6 +6,7 @@ Server-side apply goes through ``kubernetes.dynamic.DynamicClient``, logs throug
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,9 @@ from cartrita_assets.k8s.objects import (
     describe,
     sort_events,
 )
+
+# Where an object of a namespace that does not exist yet is dry-run created instead.
+DRY_RUN_NAMESPACE = "default"
 
 # --------------------------------------------------------------------------- the real cluster
 
@@ -188,6 +192,44 @@ class KubernetesCluster:
             )
         return live.to_dict()
 
+    def dry_run(self, obj: Obj) -> None:
+        """Have the server validate ``obj`` as `apply` would send it, changing nothing.
+
+        In an existing namespace (or for a cluster-scoped kind) this is a server-side apply with
+        ``dryRun=All``, so conflicts and immutable fields are checked too. When the namespace
+        does not exist yet, every object in it would be created: the object is dry-run created
+        in ``default`` under a generated name, which the server validates (and admits) alike.
+
+        Raises:
+            ClusterError: the server refuses the object; nothing was changed.
+        """
+        api_version, kind, name, namespace = _identity(obj)
+        resource = self._resource(api_version, kind)
+        action = f"validate {describe(kind, name, namespace)} (server-side dry run)"
+        if not resource.namespaced or self._namespace_exists(namespace):
+            with self._errors(action, obj):
+                self._dynamic().server_side_apply(
+                    resource, body=obj, name=name, field_manager=FIELD_MANAGER,
+                    namespace=namespace if resource.namespaced else None,
+                    force_conflicts=False, dry_run="All",
+                )  # fmt: skip
+            return
+        stand_in = copy.deepcopy(obj)
+        meta = stand_in["metadata"]
+        meta.pop("name")
+        meta["generateName"] = name[:50] + "-"
+        meta["namespace"] = DRY_RUN_NAMESPACE
+        with self._errors(action, obj):
+            self._dynamic().create(
+                resource, body=stand_in, namespace=DRY_RUN_NAMESPACE, dry_run="All",
+                field_manager=FIELD_MANAGER,
+            )  # fmt: skip
+
+    def _namespace_exists(self, namespace: str | None) -> bool:
+        if not namespace:
+            return False
+        return self.get("v1", "Namespace", namespace, None) is not None
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Obj | None:
         """The live object, or None when the server answers 404.
 
@@ -299,9 +341,31 @@ class KubernetesCluster:
         Returns:
             The log text.
         """
-        with self._errors(f"read the logs of pod {namespace}/{pod}"):
-            return str(
-                k8s_client.CoreV1Api(self._api).read_namespaced_pod_log(
-                    name=pod, namespace=namespace, tail_lines=tail_lines
+        try:
+            with self._errors(f"read the logs of pod {namespace}/{pod}"):
+                return str(
+                    k8s_client.CoreV1Api(self._api).read_namespaced_pod_log(
+                        name=pod, namespace=namespace, tail_lines=tail_lines
+                    )
                 )
+        except ClusterError as exc:
+            raise self._log_failure(namespace, pod, exc) from None
+
+    def _log_failure(self, namespace: str, pod: str, exc: ClusterError) -> ClusterError:
+        """Say which part failed: the pod is missing, or its node did not serve the log."""
+        live = self.get("v1", "Pod", pod, namespace)
+        if live is None:
+            return ClusterError(
+                f"Pod {namespace}/{pod} does not exist, so it has no logs: it has not been "
+                "created yet or was scaled away (a rollback scales v2 to 0). "
+                "`cartrita v2 status` lists the pods there are.",
+                404,
             )
+        phase = (live.get("status") or {}).get("phase", "unknown")
+        node = (live.get("spec") or {}).get("nodeName") or "no node"
+        return ClusterError(
+            f"Cannot read the logs of pod {namespace}/{pod} (phase {phase}, on {node}): the API "
+            f"server could not fetch them from the node's kubelet (HTTP {exc.status}). Check "
+            "that the node is up and reachable from the API server.",
+            exc.status,
+        )

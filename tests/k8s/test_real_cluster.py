@@ -1,4 +1,4 @@
-"""The cluster seam against a real API server named by CARTRITA_TEST_KUBECONFIG.
+"""The cluster seam against the session's real API server (tests/k8s/conftest.py).
 
 Every test works in one namespace made for this run (``cartrita-test-<random>``), deleted in
 ``finally`` whatever happens. Nothing here needs a pod to start: the StatefulSet has 0 replicas.
@@ -7,7 +7,6 @@ Every test works in one namespace made for this run (``cartrita-test-<random>``)
 from __future__ import annotations
 
 import base64
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -23,18 +22,8 @@ from cartrita_assets.k8s.cluster import (
 )
 from cartrita_assets.k8s.wait import wait_scaled_down
 
-KUBECONFIG = os.environ.get("CARTRITA_TEST_KUBECONFIG", "")
 OTHER_MANAGER = "cartrita-test-other"
 SECRET_VALUE = "real-cluster-Secret-9731"
-
-pytestmark = pytest.mark.skipif(
-    not KUBECONFIG, reason="CARTRITA_TEST_KUBECONFIG does not name a kubeconfig"
-)
-
-
-@pytest.fixture(scope="module")
-def cluster() -> KubernetesCluster:
-    return KubernetesCluster.from_environment(kubeconfig=KUBECONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +72,11 @@ def test_get_and_delete_of_a_missing_object(cluster, namespace):
 
 
 @pytest.mark.k8s
-def test_another_field_manager_causes_a_conflict(cluster, namespace):
+def test_another_field_manager_causes_a_conflict(cluster, namespace, kubeconfig):
     from kubernetes import config
     from kubernetes.dynamic import DynamicClient
 
-    raw = DynamicClient(config.new_client_from_config(config_file=KUBECONFIG))
+    raw = DynamicClient(config.new_client_from_config(config_file=kubeconfig))
     configmaps = raw.resources.get(api_version="v1", kind="ConfigMap")
     raw.server_side_apply(
         configmaps,

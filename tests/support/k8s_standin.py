@@ -208,6 +208,20 @@ class InMemoryCluster:
         self._store(key, live, new)
         return copy.deepcopy(self._objects[key])
 
+    def dry_run(self, obj: Obj) -> None:
+        """`apply` with nothing kept; a missing namespace counts as one about to be created."""
+        saved = copy.deepcopy((self._objects, self._managers, self._events))
+        try:
+            namespace = (obj.get("metadata") or {}).get("namespace")
+            if namespace and obj.get("kind") not in CLUSTER_SCOPED_KINDS:
+                self._objects.setdefault(
+                    ("v1", "Namespace", "", namespace),
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+                )
+            self.apply(obj)
+        finally:
+            self._objects, self._managers, self._events = saved
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Obj | None:
         """A copy of the stored object, or None.
 
