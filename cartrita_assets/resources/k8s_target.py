@@ -77,7 +77,9 @@ class KubernetesV2Target(V2Target):
         super().preflight(objects, log)
         cluster = self.cluster()
         for obj in objects:
-            cluster.dry_run(self._as_applied(cluster, obj))
+            # the run renders the migration Job but never applies it: validate it as new
+            as_new = obj["kind"] == "Job"
+            cluster.dry_run(self._as_applied(cluster, obj), as_new=as_new)
         log(f"The API server accepted a dry run of all {len(objects)} objects")
         return f"{len(objects)} objects validated by the API server (server-side dry run)"
 

@@ -163,3 +163,18 @@ def test_statefulset_scale_subresource(cluster, namespace):
     with pytest.raises(ClusterError) as caught:
         cluster.scale("StatefulSet", "missing", namespace, 0)
     assert caught.value.status == 404
+
+
+@pytest.mark.k8s
+def test_dry_run_validates_without_creating_even_in_a_namespace_to_come(cluster, namespace):
+    missing = f"{namespace}-later"
+    good = config_map(missing, "checked", "a")
+    cluster.dry_run(good)
+    assert cluster.get("v1", "Namespace", missing, None) is None
+    assert cluster.list("v1", "ConfigMap", "default", "test=checked") == []
+    bad = {**config_map(missing, "checked", "a"), "data": {"not a key!": "a"}}
+    with pytest.raises(InvalidObjectError) as caught:
+        cluster.dry_run(bad)
+    assert "checked" in str(caught.value) and "dry run" in str(caught.value)
+    cluster.dry_run(config_map(namespace, "in-place", "a"))
+    assert cluster.get("v1", "ConfigMap", "in-place", namespace) is None

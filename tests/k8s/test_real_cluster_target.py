@@ -62,3 +62,15 @@ def test_secrets_and_cluster_apply_idempotently_and_survive_a_scale_down(target)
     v2.publish_cluster(18, names, log.append)  # scales back, then applies without a conflict
     live = cluster.get("apps/v1", "StatefulSet", "postgres", v2.namespace)
     assert live["spec"]["replicas"] == 1
+
+
+def test_a_migration_job_applied_from_an_earlier_render_does_not_block_the_preflight(target):
+    v2, cluster, _settings = target
+    log: list[str] = []
+    cluster.apply(v2._namespace())
+    cluster.apply(v2.migrate_job({"postgres": "cartrita-postgres-0000000000"}))
+    newer = v2.migrate_job({"postgres": "cartrita-postgres-1111111111"})
+    assert "dry run" in v2.preflight([newer], log.append)  # its template is immutable
+    live = cluster.get("batch/v1", "Job", "cartrita-db-migrate", v2.namespace)
+    refs = str(live["spec"]["template"])
+    assert "cartrita-postgres-0000000000" in refs and "1111111111" not in refs

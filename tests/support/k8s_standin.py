@@ -208,10 +208,15 @@ class InMemoryCluster:
         self._store(key, live, new)
         return copy.deepcopy(self._objects[key])
 
-    def dry_run(self, obj: Obj) -> None:
-        """`apply` with nothing kept; a missing namespace counts as one about to be created."""
+    def dry_run(self, obj: Obj, *, as_new: bool = False) -> None:
+        """`apply` with nothing kept; a missing namespace counts as one about to be created,
+        and ``as_new`` validates the object as if none of its name existed."""
         saved = copy.deepcopy((self._objects, self._managers, self._events))
         try:
+            if as_new:
+                api_version, kind, name, namespace = _identity(obj)
+                self._objects.pop((api_version, kind, namespace or "", name), None)
+                self._managers.pop((api_version, kind, namespace or "", name), None)
             namespace = (obj.get("metadata") or {}).get("namespace")
             if namespace and obj.get("kind") not in CLUSTER_SCOPED_KINDS:
                 self._objects.setdefault(
