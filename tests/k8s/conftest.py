@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.control_plane import HOW_TO_GET, ControlPlane, find_assets
+from support.control_plane import ControlPlane, assets_or_skip
 
 from cartrita_assets.k8s.cluster import KubernetesCluster
 
@@ -26,11 +26,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     """etcd + kube-apiserver + kube-controller-manager for the whole session."""
-    assets = find_assets()
-    if assets is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(HOW_TO_GET, pytrace=False)
-        pytest.skip(HOW_TO_GET)
+    assets = assets_or_skip()
     folder = Path(tempfile.mkdtemp(prefix="cartrita-k8s-"))
     plane = ControlPlane(assets, folder / "control-plane")
     try:

@@ -20,6 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from cartrita_assets.local.system import free_port
@@ -88,7 +89,17 @@ def unpack(shipped: Path = SHIPPED, cache: Path = CACHE) -> Path:
     return folder
 
 
-def find_assets() -> Path | None:
+def assets_or_skip() -> Path:
+    """The binaries' folder; without one the test is skipped, or fails under ``CI=true``."""
+    assets = find_assets()
+    if assets is not None:
+        return assets
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(HOW_TO_GET, pytrace=False)
+    pytest.skip(HOW_TO_GET)
+
+
+def find_assets(shipped: Path = SHIPPED) -> Path | None:
     """``$KUBEBUILDER_ASSETS`` if set, else the unpacked shipped binaries, else None."""
     named = os.environ.get("KUBEBUILDER_ASSETS")
     if named:
@@ -97,8 +108,8 @@ def find_assets() -> Path | None:
         if missing:
             raise ControlPlaneError(f"KUBEBUILDER_ASSETS={folder} lacks {', '.join(missing)}.")
         return folder
-    if all((SHIPPED / f"{b}.xz").is_file() for b in BINARIES) and (SHIPPED / "SHA256SUMS").exists():
-        return unpack()
+    if all((shipped / f"{b}.xz").is_file() for b in BINARIES) and (shipped / "SHA256SUMS").exists():
+        return unpack(shipped)
     return None
 
 
