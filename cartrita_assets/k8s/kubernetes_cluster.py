@@ -7,25 +7,21 @@ Server-side apply goes through ``kubernetes.dynamic.DynamicClient``, logs throug
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from urllib3.exceptions import HTTPError
 
+from cartrita_assets.k8s.client_config import load_api_client
 from cartrita_assets.k8s.errors import (
     ClusterError,
     _identity,
-    _no_config_message,
     _require_namespace,
-    _short,
     secret_values,
     translate_api_error,
 )
@@ -66,72 +62,16 @@ class KubernetesCluster:
     def from_environment(
         cls, kubeconfig: str | None = None, context: str | None = None
     ) -> KubernetesCluster:
-        """Find a configuration the way lightkube does.
-
-        An explicit ``kubeconfig`` is used alone (it never falls back to another cluster).
-        Otherwise: the in-cluster service account (when ``KUBERNETES_SERVICE_HOST`` is set and
-        no ``context`` is asked for), then ``$KUBECONFIG`` (alone, when set), then
-        ``~/.kube/config``.
+        """A cluster bound to the first configuration that loads (see `load_api_client`).
 
         Args:
             kubeconfig: path of a kubeconfig file to use instead of the environment.
             context: a kubeconfig context; None means the file's current context.
 
-        Returns:
-            A cluster bound to the first configuration that loads.
-
         Raises:
             ClusterError: no configuration works; the message lists what was tried.
         """
-        if kubeconfig:
-            return cls._from_kubeconfig(kubeconfig, context, "the kubeconfig given")
-        tried: list[str] = []
-        if os.environ.get("KUBERNETES_SERVICE_HOST") and not context:
-            try:
-                return cls._from_incluster()
-            except ClusterError as exc:
-                tried.append(str(exc))
-        elif context:
-            tried.append("in-cluster service account: skipped, a kubeconfig context was asked for")
-        else:
-            tried.append("in-cluster service account: KUBERNETES_SERVICE_HOST is not set")
-        env = os.environ.get("KUBECONFIG")
-        if env:
-            return cls._from_kubeconfig(env, context, "$KUBECONFIG", tried)
-        tried.append("$KUBECONFIG: not set")
-        default = Path.home() / ".kube" / "config"
-        if default.is_file():
-            return cls._from_kubeconfig(str(default), context, str(default), tried)
-        tried.append(f"{default}: does not exist")
-        raise ClusterError(_no_config_message(tried))
-
-    @classmethod
-    def _from_incluster(cls) -> KubernetesCluster:
-        configuration = k8s_client.Configuration()
-        try:
-            k8s_config.load_incluster_config(client_configuration=configuration)
-        except Exception as exc:  # the loader raises ConfigException and OS errors
-            raise ClusterError(f"in-cluster service account: {_short(exc)}") from None
-        return cls(k8s_client.ApiClient(configuration), "in-cluster service account")
-
-    @classmethod
-    def _from_kubeconfig(
-        cls, path: str, context: str | None, label: str, tried: list[str] | None = None
-    ) -> KubernetesCluster:
-        configuration = k8s_client.Configuration()
-        where = f"{label} ({path})" if label != path else path
-        source = f"kubeconfig {path}" + (f" context {context}" if context else "")
-        try:
-            k8s_config.load_kube_config(
-                config_file=path,
-                context=context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-        except Exception as exc:  # ConfigException, OSError, YAML errors
-            failed = [*(tried or []), f"{where}: {_short(exc)}"]
-            raise ClusterError(_no_config_message(failed)) from None
-        return cls(k8s_client.ApiClient(configuration), source)
+        return cls(*load_api_client(kubeconfig, context))
 
     # -- plumbing
 
