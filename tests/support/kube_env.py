@@ -19,6 +19,7 @@ import pytest
 from psycopg import sql
 
 from cartrita_assets.environments import build_resources
+from cartrita_assets.k8s.cluster import KubernetesCluster
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.redis import LocalRedis
 from cartrita_assets.local.system import free_port
@@ -110,7 +111,10 @@ def kube_env(
         rds.ensure_running(settings.redis.password)
         ns = resources["v2"].namespace
         with StandInKubelet(kubeconfig, [ns]) as kubelet:
-            yield KubeEnv(resources, ns, env_file, folder / "state", kubelet)
+            try:
+                yield KubeEnv(resources, ns, env_file, folder / "state", kubelet)
+            finally:  # frees its NodePorts for the next test; the kubelet ends its Pods
+                KubernetesCluster.from_environment(kubeconfig).delete("v1", "Namespace", ns, None)
     finally:
         pg.stop()
         rds.stop()

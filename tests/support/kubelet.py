@@ -85,17 +85,22 @@ class StandInKubelet:
                     self.api.delete_namespaced_pod(
                         pod.metadata.name, namespace, grace_period_seconds=0
                     )
-                elif not pod.spec.node_name:
+                    continue
+                if not pod.spec.node_name:
+                    self._bind(pod.metadata.name, namespace)
+                if (pod.status.phase or "") != "Running":
                     self._start(pod, namespace)
 
-    def _start(self, pod: Any, namespace: str) -> None:
-        name = pod.metadata.name
+    def _bind(self, name: str, namespace: str) -> None:
         binding = client.V1Binding(
             metadata=client.V1ObjectMeta(name=name),
             target=client.V1ObjectReference(kind="Node", name=NODE, api_version="v1"),
         )
         # the generated client cannot parse the Status the binding call answers with
         self.api.create_namespaced_binding(namespace, binding, _preload_content=False)
+
+    def _start(self, pod: Any, namespace: str) -> None:
+        name = pod.metadata.name
         self._started += 1
         body = {"status": running_status(pod, self._started)}
         self.api.patch_namespaced_pod_status(name, namespace, body)
