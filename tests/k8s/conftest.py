@@ -1,4 +1,5 @@
-"""The k8s tests run against a real control plane the session starts (``support.control_plane``).
+"""The k8s tests run against a real control plane, started once per test run
+(``support.control_plane``).
 
 Without its binaries they skip and say how to get them; under ``CI=true`` that is a failure.
 """
@@ -25,7 +26,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
-    """etcd + kube-apiserver + kube-controller-manager for the whole session."""
+    """etcd + kube-apiserver + kube-controller-manager for the whole test run."""
     assets = assets_or_skip()
     folder = Path(tempfile.mkdtemp(prefix="cartrita-k8s-"))
     plane = ControlPlane(assets, folder / "control-plane")
@@ -39,11 +40,11 @@ def control_plane() -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="session")
 def kubeconfig(control_plane: ControlPlane) -> str:
-    """The admin kubeconfig of the session's control plane (0600)."""
+    """The admin kubeconfig of the test run's control plane (0600)."""
     return str(control_plane.kubeconfig)
 
 
 @pytest.fixture(scope="session")
 def cluster(kubeconfig: str) -> KubernetesCluster:
-    """The project's cluster seam, bound to the session's control plane."""
+    """The project's cluster seam, bound to the test run's control plane."""
     return KubernetesCluster.from_environment(kubeconfig=kubeconfig)

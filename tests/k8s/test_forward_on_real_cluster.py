@@ -1,4 +1,4 @@
-"""The kubernetes environment end to end on the session's real API server: demo v1 -> forward on
+"""The kubernetes environment end to end on the test run's real API server: demo v1 -> forward on
 a fresh namespace -> the same run again (converges, nothing re-created) -> rollback -> forward.
 
 Once in the default namespace, once in the namespace CARTRITA_NAMESPACE names, once with a v1

@@ -1,4 +1,4 @@
-"""The cluster seam against the session's real API server (tests/k8s/conftest.py).
+"""The cluster seam against the test run's real API server (tests/k8s/conftest.py).
 
 Every test works in one namespace made for this run (``cartrita-test-<random>``), deleted in
 ``finally`` whatever happens. Nothing here needs a pod to start: the StatefulSet has 0 replicas.

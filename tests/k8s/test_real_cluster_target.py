@@ -1,4 +1,4 @@
-"""KubernetesV2Target against the session's real API server: the Secrets
+"""KubernetesV2Target against the test run's real API server: the Secrets
 and the k8s/ objects apply (twice, idempotently) into a namespace made for the run; a rollback's
 scale-down and the following re-apply do not conflict. Pods need not become ready here."""
 

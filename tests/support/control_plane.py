@@ -73,7 +73,7 @@ def unpack(shipped: Path = SHIPPED, cache: Path = CACHE) -> Path:
 
     Args:
         shipped: the folder with ``<binary>.xz`` and ``SHA256SUMS``.
-        cache: where unpacked folders are kept between sessions.
+        cache: where unpacked folders are kept from one test run to the next.
 
     Raises:
         ControlPlaneError: a sum is missing or a binary does not match its sum.

@@ -1,4 +1,4 @@
-"""The kubernetes environment wired to the session's real API server, for the k8s tests.
+"""The kubernetes environment wired to the test run's real API server, for the k8s tests.
 
 Resources come from ``environments.build_resources`` exactly as ``CARTRITA_ENV=kubernetes``
 makes them (namespace, NodePorts, node host all from the environment variables a user sets);
