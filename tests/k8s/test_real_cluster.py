@@ -20,7 +20,7 @@ from cartrita_assets.k8s.cluster import (
     InvalidObjectError,
     KubernetesCluster,
 )
-from cartrita_assets.k8s.wait import wait_scaled_down
+from cartrita_assets.k8s.wait import wait_scaled_down, wait_statefulsets_ready
 
 OTHER_MANAGER = "cartrita-test-other"
 SECRET_VALUE = "real-cluster-Secret-9731"
@@ -178,3 +178,56 @@ def test_dry_run_validates_without_creating_even_in_a_namespace_to_come(cluster,
     assert "checked" in str(caught.value) and "dry run" in str(caught.value)
     cluster.dry_run(config_map(namespace, "in-place", "a"))
     assert cluster.get("v1", "ConfigMap", "in-place", namespace) is None
+
+
+def secret_with(namespace: str, name: str, **fields: object) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace}, **fields}  # fmt: skip
+
+
+@pytest.mark.k8s
+def test_apply_drops_fields_no_longer_sent_and_stores_string_data_as_data(cluster, namespace):
+    cluster.apply(config_map(namespace, "shrinking", "a"))
+    smaller = config_map(namespace, "shrinking", "a")
+    del smaller["metadata"]["labels"]
+    live = cluster.apply(smaller)
+    assert "labels" not in live["metadata"] or "test" not in live["metadata"]["labels"]
+    live = cluster.apply(secret_with(namespace, "plain", stringData={"password": SECRET_VALUE}))
+    assert "stringData" not in live
+    assert base64.b64decode(live["data"]["password"]).decode() == SECRET_VALUE
+
+
+@pytest.mark.k8s
+def test_no_secret_value_appears_in_the_servers_refusals(cluster, namespace):
+    encoded = base64.b64encode(SECRET_VALUE.encode()).decode()
+    refused = [
+        secret_with(namespace, "bad-key", data={"not a key!": encoded}),
+        secret_with(namespace, "bad-base64", data={"password": SECRET_VALUE + "!"}),
+        secret_with(namespace, "Bad_Name", stringData={"password": SECRET_VALUE}),
+    ]
+    for obj in refused:
+        for action in (cluster.apply, cluster.dry_run):
+            with pytest.raises(ClusterError) as caught:
+                action(obj)
+            message = str(caught.value)
+            assert obj["metadata"]["name"] in message
+            assert SECRET_VALUE not in message and encoded not in message
+
+
+@pytest.mark.k8s
+def test_a_statefulset_whose_pods_never_start_times_out_naming_it(cluster, namespace):
+    labels = {"app": "stuck"}
+    cluster.apply({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "stuck", "namespace": namespace, "labels": labels},
+        "spec": {"serviceName": "stuck", "replicas": 1, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                     {"name": "pause", "image": "registry.k8s.io/pause:3.9"}]}}},
+    })  # fmt: skip
+    lines: list[str] = []
+    with pytest.raises(ClusterError) as caught:  # no kubelet watches this namespace
+        wait_statefulsets_ready(cluster, namespace, ["stuck"], timeout=3, log=lines.append,
+                                poll=0.5)  # fmt: skip
+    message = str(caught.value)
+    assert f"namespace {namespace} to be ready: stuck 0/1 ready" in message
+    assert "Check:" in message and lines
