@@ -3,6 +3,7 @@
     python benchmarks/search_load.py                             # 100,000 rows, 8 clients, 60 s
     python benchmarks/search_load.py --rows 20000 --seconds 15   # the CI size (tests/reliability)
     python benchmarks/search_load.py --json load.json            # also save the numbers
+    python benchmarks/search_load.py --quick                     # tiny, seconds: it still runs
 
 Starts a project-managed PostgreSQL 18 + pgvector server, applies sql/migrations, generates and
 loads ``--rows`` clustered 384-dim unit vectors with their texts (``make_dataset`` and ``load``
@@ -798,7 +799,11 @@ def main() -> None:
     parser.add_argument("--max-reindexes", type=int, help="at most this many forced builds")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--quick", action="store_true", help="tiny case, seconds: it still runs")
     args = parser.parse_args()
+    if args.quick:  # 10,000 rows: the smallest table the volume rule gives an HNSW index
+        args.rows, args.clients, args.seconds, args.clusters = 10000, 2, 3.0, 50
+        args.queries, args.updates, args.deletes = 50, 20, 10
 
     work = Path(tempfile.mkdtemp(prefix="cartrita-loadbench-"))
     work.chmod(0o755)  # the server runs as another user

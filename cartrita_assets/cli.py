@@ -14,7 +14,9 @@ from cartrita_assets.instance import ensure_dagster_home
 from cartrita_assets.paths import PROJECT_ROOT, state_dir
 
 
-def _run_job(name: str, run_config: dict[str, object], reports_dir: str | None) -> int:
+def _run_job(
+    name: str, run_config: dict[str, object], reports_dir: str | None, verbose: bool = False
+) -> int:
     import dagster as dg
 
     from cartrita_assets.definitions import build_definitions
@@ -26,7 +28,9 @@ def _run_job(name: str, run_config: dict[str, object], reports_dir: str | None) 
     os.environ["CARTRITA_REPORTS_DIR"] = reports_dir  # integration_report writes there too
     job = build_definitions().resolve_job_def(name)
     result = job.execute_in_process(
-        instance=dg.DagsterInstance.get(), run_config=run_config, raise_on_error=False
+        instance=dg.DagsterInstance.get(),
+        run_config={**run_config, "loggers": console_logger_config(verbose)},
+        raise_on_error=False,
     )
     release_run_lock(result.run_id)
     summary = RunSummary.from_result(result)
@@ -37,6 +41,12 @@ def _run_job(name: str, run_config: dict[str, object], reports_dir: str | None) 
         print(f"Integration report: {path}")
     print("Browse the run and the asset graph with: cartrita dev")
     return 0 if result.success else 1
+
+
+def console_logger_config(verbose: bool) -> dict[str, object]:
+    """The terminal shows the assets' progress lines (INFO and up); the engine's step events are
+    DEBUG and appear only with ``--verbose``. The run's event log keeps everything either way."""
+    return {"console": {"config": {"log_level": "DEBUG" if verbose else "INFO"}}}
 
 
 def _integration_reports(result: object) -> list[str]:
@@ -69,15 +79,16 @@ def _forward(args: argparse.Namespace) -> int:
     _check_v1_env_file()
     replace = {"replace_existing_database": args.replace_existing_database}
     config = {"ops": {"restored_db": {"config": replace}}}
-    return _run_job("forward_migration_job", config, args.reports_dir)
+    return _run_job("forward_migration_job", config, args.reports_dir, args.verbose)
 
 
 def _rollback(args: argparse.Namespace) -> int:
     _check_v1_env_file()
     confirm = {"confirm_overwrite_v1": args.confirm_overwrite_v1}
     return _run_job(
-        "rollback_job", {"ops": {"v1_reinstated": {"config": confirm}}}, args.reports_dir
-    )
+        "rollback_job", {"ops": {"v1_reinstated": {"config": confirm}}}, args.reports_dir,
+        args.verbose,
+    )  # fmt: skip
 
 
 def _servers(args: argparse.Namespace) -> int:
@@ -122,12 +133,12 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dev(_args: argparse.Namespace) -> int:
+def _dev(args: argparse.Namespace) -> int:
     ensure_dagster_home()
     # the code server may run elsewhere than this shell: pin the state folder it uses
     os.environ["CARTRITA_STATE_DIR"] = str(state_dir())
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml")]
-    return subprocess.call(cmd, env=os.environ.copy())
+    return subprocess.call([*cmd, *args.dagster_args], env=os.environ.copy())
 
 
 def _job_parser(
@@ -144,6 +155,9 @@ def _job_parser(
         default=None,
         help="where run summaries and integration reports go "
         "(default: $CARTRITA_REPORTS_DIR or ./reports)",
+    )
+    cmd.add_argument(
+        "--verbose", action="store_true", help="also print Dagster's engine events (DEBUG)"
     )
     cmd.set_defaults(func=func)
     return cmd
@@ -170,14 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
     cli_db.add_parser(sub)
     cli_v2.add_parser(sub)
     cli_test.add_parser(sub)
-    dev = sub.add_parser("dev", help="open the Dagster UI on this project (dagster dev)")
-    dev.set_defaults(func=_dev)
+    dev = sub.add_parser(
+        "dev",
+        help="open the Dagster UI on this project; other arguments go to `dagster dev` "
+        "(e.g. cartrita dev -p 3001)",
+    )
+    dev.set_defaults(func=_dev, dagster_args=[])
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cartrita`` command."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "dev":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.dagster_args = extra if args.command == "dev" else []
     if getattr(args, "env_file", None):
         os.environ["CARTRITA_V1_ENV_FILE"] = str(Path(args.env_file).resolve())
     try:

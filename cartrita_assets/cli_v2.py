@@ -24,14 +24,14 @@ def connect_info(_args: argparse.Namespace) -> int:
     """Print how the application reaches v2 (masked) and where .env.v2 is."""
     resources = build_resources()
     v1, v2 = resources["v1"], resources["v2"]
-    settings = v1.settings()
+    settings = v1.settings(start_demo=False)  # a command that only looks starts nothing
     pg, rds = v2.app_endpoints()
     dsn = settings.postgres.masked_dsn().replace(
         f"@{settings.postgres.host}:{settings.postgres.port}/", f"@{pg.host}:{pg.port}/"
     )
     print(f"PostgreSQL: {dsn}")
     print(f"Redis:      {rds.host}:{rds.port} (its password is in .env.v2)")
-    env_path = v1.env_path()
+    env_path = v1.env_path(start_demo=False)
     print(
         f"The full settings, passwords included (0600): {env_path.with_name(env_path.name + '.v2')}"
     )

@@ -7,12 +7,14 @@ the demo. ``kubernetes``: v2 lives in the cluster and a missing v1 ``.env`` is a
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from cartrita_assets.errors import CartritaError
+from cartrita_assets.k8s.manifests import DEFAULT_NAMESPACE
 from cartrita_assets.paths import state_dir
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.k8s_target import KubernetesV2Target
@@ -23,6 +25,7 @@ from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.resources.v2 import LocalV2Target
 
 ENVIRONMENTS = ("local", "kubernetes")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def current_environment() -> str:
@@ -33,6 +36,18 @@ def current_environment() -> str:
             f"CARTRITA_ENV={env!r} is not an environment; use one of {', '.join(ENVIRONMENTS)}."
         )
     return env
+
+
+def namespace_from_env() -> str:
+    """``$CARTRITA_NAMESPACE`` (default ``data-stack``): the namespace of every v2 object, of
+    the in-cluster addresses in the Secrets and of the migration Job, also for the CLI."""
+    namespace = os.environ.get("CARTRITA_NAMESPACE", "").strip() or DEFAULT_NAMESPACE
+    if not _DNS_LABEL.fullmatch(namespace):
+        raise CartritaError(
+            f"CARTRITA_NAMESPACE={namespace!r} is not a Kubernetes namespace name: use at most 63 "
+            "lowercase letters, digits and '-', starting and ending with a letter or digit."
+        )
+    return namespace
 
 
 def _int_env(name: str, default: int) -> int:
@@ -66,6 +81,7 @@ def build_resources(env: str | None = None, state: Path | None = None) -> dict[s
             pg_port=_int_env("CARTRITA_V2_PG_PORT", 32432),
             redis_port=_int_env("CARTRITA_V2_REDIS_PORT", 32379),
             redis_server=os.environ.get("CARTRITA_V2_REDIS_SERVER", ""),
+            namespace=namespace_from_env(),
         ),
         "backups": BackupStore(
             root=os.environ.get("CARTRITA_BACKUP_DIR") or str(state / "backups")
@@ -109,7 +125,7 @@ def _kubernetes_resources(state: Path) -> dict[str, Any]:
             v1=v1,
             kubeconfig=None,  # in-cluster config, then $KUBECONFIG, then ~/.kube/config
             context=os.environ.get("CARTRITA_KUBE_CONTEXT") or None,
-            namespace=os.environ.get("CARTRITA_NAMESPACE", "data-stack"),
+            namespace=namespace_from_env(),
             node_host=os.environ.get("CARTRITA_NODE_HOST", "localhost"),
             pg_node_port=_int_env("CARTRITA_V2_PG_PORT", 32432),
             redis_node_port=_int_env("CARTRITA_V2_REDIS_PORT", 32379),

@@ -161,6 +161,10 @@ def _check_replaceable(
     if replace_existing:
         log(f"Replacing the existing v2 database {target} (replace_existing_database is set)")
         return
+    if existing is None and _holds_nothing(admin, target):
+        # the postgres image creates POSTGRES_DB (v1's database name) empty on its first start
+        log(f"v2 database {target} is empty (as the image creates it); restoring in its place")
+        return
     if existing is None:
         raise PreflightError(
             f"v2 already has a database '{target}' that this project did not restore. Nothing was "
@@ -187,6 +191,11 @@ def _check_replaceable(
             "that is intended, set replace_existing_database: true in the restored_db config."
         )
     log(f"v2 database {target} still equals backup {existing}; replacing it with the new backup")
+
+
+def _holds_nothing(admin: PostgresSettings, target: str) -> bool:
+    with connect(admin, role="v2 PostgreSQL", dbname=target) as conn:
+        return inventory.user_object_count(conn) == 0
 
 
 def _ensure_roles(

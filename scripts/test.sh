@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+VIRTUAL_ENV="$PWD/.venv" .venv/bin/dg check defs
 exec .venv/bin/python -m pytest "$@"

@@ -34,12 +34,15 @@ def run_job(
     return result
 
 
-def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
-    """check name -> passed, for every check evaluated in the run."""
+def check_results(result: dg.ExecuteInProcessResult, warnings: bool = False) -> dict[str, bool]:
+    """check name -> passed, for every check evaluated in the run. Checks that evaluated with
+    WARN severity (they report data to look at, such as degenerate vectors, and never mean the
+    migrated data is wrong) are left out unless ``warnings``."""
     return {
         e.event_specific_data.check_name: e.event_specific_data.passed  # type: ignore[union-attr]
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and (warnings or e.event_specific_data.severity != dg.AssetCheckSeverity.WARN)  # type: ignore[union-attr]
     }
 
 

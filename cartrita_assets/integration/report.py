@@ -58,7 +58,8 @@ def markdown(result: SuiteResult, about: dict[str, str]) -> str:
         p50, p95 = result.percentiles(kind)
         lines.append(f"| {kind} | {p50:.2f} | {p95:.2f} | {len(values)} |")
     if result.recall_at_10 is not None:
-        lines += ["", f"Recall@10 against an exact scan (worst model): {result.recall_at_10:.3f}"]
+        lines += ["", f"Recall@10 against an exact scan (worst model): {result.recall_at_10:.4f}"
+                  f" (95% lower bound {result.recall_at_10_lower_bound or 0:.4f})"]  # fmt: skip
     lines += ["", "![search latency](latency.png)", ""]
     return "\n".join(lines)
 

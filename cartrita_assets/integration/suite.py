@@ -46,6 +46,7 @@ class SuiteResult:
     cases: list[Case] = field(default_factory=list)
     latencies_ms: dict[str, list[float]] = field(default_factory=dict)
     recall_at_10: float | None = None
+    recall_at_10_lower_bound: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -74,6 +75,7 @@ class SuiteResult:
                 for k, v in self.latencies_ms.items()
             },  # fmt: skip
             "recall_at_10": self.recall_at_10,
+            "recall_at_10_lower_bound": self.recall_at_10_lower_bound,
         }
 
 
@@ -216,7 +218,7 @@ def _vector(run: _Runner, conn: psycopg.Connection, result: SuiteResult) -> None
         return "inserted, then unchanged (same hash); rolled back"
 
     def similarity_self() -> str:
-        found = quality.similarity_search_finds_itself(conn, sample=5)
+        found = quality.similarity_search_finds_itself(conn)  # the check's sample and seed
         assert found.passed, "; ".join(found.problems[:3])
         return f"{found.metadata['found_itself']}/{found.metadata['sampled']} found themselves"
 
@@ -268,17 +270,29 @@ def _vector(run: _Runner, conn: psycopg.Connection, result: SuiteResult) -> None
         return f"{expected} searches recorded; similarity p50 {p50:.2f} ms, p95 {p95:.2f} ms"
 
     def recall() -> str:
-        outcome = quality.recall_at_10(conn, queries=20)
-        result.recall_at_10 = float(outcome.metadata.get("recall_at_10", 0.0))  # type: ignore[arg-type]
+        # the check's own measurement (same queries, seed and bound): they cannot disagree
+        outcome = quality.recall_at_10(conn)
+        result.recall_at_10 = float(outcome.metadata["recall_at_10"])  # type: ignore[arg-type]
+        lower = float(outcome.metadata["recall_at_10_lower_bound"])  # type: ignore[arg-type]
+        result.recall_at_10_lower_bound = lower
         assert outcome.passed, "; ".join(outcome.problems[:3])
-        return f"recall@10 {result.recall_at_10:.3f} (worst model)"
+        return (f"recall@10 {result.recall_at_10:.4f}, 95% lower bound {lower:.4f} >= "
+                f"{outcome.metadata['target']} (worst model)")  # fmt: skip
 
     def stats_view() -> str:
-        rows = conn.execute(
-            "SELECT source_table, model, embeddings, index_kind FROM vector_search_stats"
-        ).fetchall()
+        outcome = quality.degenerate_vectors(conn)
+        rows = outcome.metadata["sources"]
         assert rows, "vector_search_stats is empty"
-        return f"{len(rows)} (source, model) rows"
+        counts = ", ".join(
+            f"{outcome.metadata[k]} {k.replace('_', ' ')}"
+            for k in (
+                "zero_vectors",
+                "extreme_magnitude",
+                "undefined_distance",
+                "duplicate_vectors",
+            )
+        )
+        return f"{len(rows)} (source, model) rows; {counts}"  # type: ignore[arg-type]
 
     run.case("vector", "embeddings_present", has_embeddings)
     run.case("vector", "upsert_skips_unchanged_content", upsert)

@@ -52,6 +52,11 @@ class Cluster(Protocol):
         """Server-side apply ``obj`` as `FIELD_MANAGER` without forcing; return the live object."""
         ...
 
+    def dry_run(self, obj: Obj, *, as_new: bool = False) -> None:
+        """Have the server validate ``obj`` as `apply` would (``as_new``: as a new object),
+        changing nothing."""
+        ...
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Obj | None:
         """The live object, or None when it does not exist."""
         ...

@@ -6,25 +6,22 @@ Server-side apply goes through ``kubernetes.dynamic.DynamicClient``, logs throug
 
 from __future__ import annotations
 
-import os
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from urllib3.exceptions import HTTPError
 
+from cartrita_assets.k8s.client_config import load_api_client
 from cartrita_assets.k8s.errors import (
     ClusterError,
     _identity,
-    _no_config_message,
     _require_namespace,
-    _short,
     secret_values,
     translate_api_error,
 )
@@ -36,6 +33,9 @@ from cartrita_assets.k8s.objects import (
     describe,
     sort_events,
 )
+
+# Where an object of a namespace that does not exist yet is dry-run created instead.
+DRY_RUN_NAMESPACE = "default"
 
 # --------------------------------------------------------------------------- the real cluster
 
@@ -62,72 +62,16 @@ class KubernetesCluster:
     def from_environment(
         cls, kubeconfig: str | None = None, context: str | None = None
     ) -> KubernetesCluster:
-        """Find a configuration the way lightkube does.
-
-        An explicit ``kubeconfig`` is used alone (it never falls back to another cluster).
-        Otherwise: the in-cluster service account (when ``KUBERNETES_SERVICE_HOST`` is set and
-        no ``context`` is asked for), then ``$KUBECONFIG`` (alone, when set), then
-        ``~/.kube/config``.
+        """A cluster bound to the first configuration that loads (see `load_api_client`).
 
         Args:
             kubeconfig: path of a kubeconfig file to use instead of the environment.
             context: a kubeconfig context; None means the file's current context.
 
-        Returns:
-            A cluster bound to the first configuration that loads.
-
         Raises:
             ClusterError: no configuration works; the message lists what was tried.
         """
-        if kubeconfig:
-            return cls._from_kubeconfig(kubeconfig, context, "the kubeconfig given")
-        tried: list[str] = []
-        if os.environ.get("KUBERNETES_SERVICE_HOST") and not context:
-            try:
-                return cls._from_incluster()
-            except ClusterError as exc:
-                tried.append(str(exc))
-        elif context:
-            tried.append("in-cluster service account: skipped, a kubeconfig context was asked for")
-        else:
-            tried.append("in-cluster service account: KUBERNETES_SERVICE_HOST is not set")
-        env = os.environ.get("KUBECONFIG")
-        if env:
-            return cls._from_kubeconfig(env, context, "$KUBECONFIG", tried)
-        tried.append("$KUBECONFIG: not set")
-        default = Path.home() / ".kube" / "config"
-        if default.is_file():
-            return cls._from_kubeconfig(str(default), context, str(default), tried)
-        tried.append(f"{default}: does not exist")
-        raise ClusterError(_no_config_message(tried))
-
-    @classmethod
-    def _from_incluster(cls) -> KubernetesCluster:
-        configuration = k8s_client.Configuration()
-        try:
-            k8s_config.load_incluster_config(client_configuration=configuration)
-        except Exception as exc:  # the loader raises ConfigException and OS errors
-            raise ClusterError(f"in-cluster service account: {_short(exc)}") from None
-        return cls(k8s_client.ApiClient(configuration), "in-cluster service account")
-
-    @classmethod
-    def _from_kubeconfig(
-        cls, path: str, context: str | None, label: str, tried: list[str] | None = None
-    ) -> KubernetesCluster:
-        configuration = k8s_client.Configuration()
-        where = f"{label} ({path})" if label != path else path
-        source = f"kubeconfig {path}" + (f" context {context}" if context else "")
-        try:
-            k8s_config.load_kube_config(
-                config_file=path,
-                context=context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-        except Exception as exc:  # ConfigException, OSError, YAML errors
-            failed = [*(tried or []), f"{where}: {_short(exc)}"]
-            raise ClusterError(_no_config_message(failed)) from None
-        return cls(k8s_client.ApiClient(configuration), source)
+        return cls(*load_api_client(kubeconfig, context))
 
     # -- plumbing
 
@@ -187,6 +131,60 @@ class KubernetesCluster:
                 force_conflicts=False,
             )
         return live.to_dict()
+
+    def dry_run(self, obj: Obj, *, as_new: bool = False) -> None:
+        """Have the server validate ``obj`` as `apply` would send it, changing nothing.
+
+        In an existing namespace (or for a cluster-scoped kind) this is a server-side apply with
+        ``dryRun=All``, so conflicts and immutable fields are checked too. When the namespace
+        does not exist yet, every object in it would be created: the object is dry-run created
+        in ``default`` under a generated name, which the server validates (and admits) alike.
+
+        Args:
+            obj: a complete object.
+            as_new: validate it as a new object even when one of that name exists (for an
+                object the run only renders, such as a Job whose template is immutable).
+
+        Raises:
+            ClusterError: the server refuses the object; nothing was changed.
+        """
+        api_version, kind, name, namespace = _identity(obj)
+        resource = self._resource(api_version, kind)
+        action = f"validate {describe(kind, name, namespace)} (server-side dry run)"
+        with self._errors(action, obj):
+            if not resource.namespaced:
+                self._dynamic().server_side_apply(
+                    resource, body=obj, name=name, field_manager=FIELD_MANAGER,
+                    force_conflicts=False, dry_run="All",
+                )  # fmt: skip
+            elif self._namespace_exists(namespace) and not as_new:
+                self._dynamic().server_side_apply(
+                    resource, body=obj, name=name, namespace=namespace,
+                    field_manager=FIELD_MANAGER, force_conflicts=False, dry_run="All",
+                )  # fmt: skip
+            else:
+                self._dry_run_create(resource, obj, name, namespace)
+
+    def _dry_run_create(self, resource: Any, obj: Obj, name: str, namespace: str | None) -> None:
+        where = namespace if self._namespace_exists(namespace) else DRY_RUN_NAMESPACE
+        stand_in = copy.deepcopy(obj)
+        meta = stand_in["metadata"]
+        meta.pop("name")
+        meta["generateName"] = name[:50] + "-"  # never collides with what exists there
+        meta["namespace"] = where
+        self._dynamic().create(
+            resource, body=stand_in, namespace=where, dry_run="All", field_manager=FIELD_MANAGER
+        )
+
+    def _namespace_exists(self, namespace: str | None) -> bool:
+        if not namespace:
+            return False
+        try:
+            return self.get("v1", "Namespace", namespace, None) is not None
+        except ClusterError as exc:
+            if exc.status == 403:  # may not read Namespaces: it is theirs, so it exists
+                return True
+            raise
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Obj | None:
         """The live object, or None when the server answers 404.
@@ -299,9 +297,31 @@ class KubernetesCluster:
         Returns:
             The log text.
         """
-        with self._errors(f"read the logs of pod {namespace}/{pod}"):
-            return str(
-                k8s_client.CoreV1Api(self._api).read_namespaced_pod_log(
-                    name=pod, namespace=namespace, tail_lines=tail_lines
+        try:
+            with self._errors(f"read the logs of pod {namespace}/{pod}"):
+                return str(
+                    k8s_client.CoreV1Api(self._api).read_namespaced_pod_log(
+                        name=pod, namespace=namespace, tail_lines=tail_lines
+                    )
                 )
+        except ClusterError as exc:
+            raise self._log_failure(namespace, pod, exc) from None
+
+    def _log_failure(self, namespace: str, pod: str, exc: ClusterError) -> ClusterError:
+        """Say which part failed: the pod is missing, or its node did not serve the log."""
+        live = self.get("v1", "Pod", pod, namespace)
+        if live is None:
+            return ClusterError(
+                f"Pod {namespace}/{pod} does not exist, so it has no logs: it has not been "
+                "created yet or was scaled away (a rollback scales v2 to 0). "
+                "`cartrita v2 status` lists the pods there are.",
+                404,
             )
+        phase = (live.get("status") or {}).get("phase", "unknown")
+        node = (live.get("spec") or {}).get("nodeName") or "no node"
+        return ClusterError(
+            f"Cannot read the logs of pod {namespace}/{pod} (phase {phase}, on {node}): the API "
+            f"server could not fetch them from the node's kubelet (HTTP {exc.status}). Check "
+            "that the node is up and reachable from the API server.",
+            exc.status,
+        )

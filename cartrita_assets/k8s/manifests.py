@@ -20,6 +20,8 @@ from cartrita_assets.paths import data_path
 from cartrita_assets.redis_copy.versions import ServerVersion
 
 CLUSTER_MANIFEST = "pgvector-redis.yaml"
+MIGRATE_JOB_MANIFEST = "job-db-migrate.yaml"
+DEFAULT_NAMESPACE = "data-stack"  # the namespace the YAML files name; CARTRITA_NAMESPACE wins
 PGVECTOR_REPOSITORY = "pgvector/pgvector"
 REDIS_REPOSITORY = "redis"
 MIN_PGVECTOR_MAJOR = 13  # the oldest major pgvector/pgvector publishes an image for
@@ -42,7 +44,7 @@ class ManifestError(CartritaError, ValueError):
 class ClusterParams:
     """What render_cluster patches into the objects of k8s/pgvector-redis.yaml."""
 
-    namespace: str = "data-stack"
+    namespace: str = DEFAULT_NAMESPACE
     postgres_major: int = 18  # the v2 image's PostgreSQL major; at least v1's
     storage_class: str | None = None  # None: the cluster's default StorageClass
     postgres_storage: str = "10Gi"
@@ -142,9 +144,28 @@ def render_cluster(params: ClusterParams) -> list[dict[str, Any]]:
     return objs
 
 
+def render_migrate_job(namespace: str, postgres_secret: str) -> dict[str, Any]:
+    """k8s/job-db-migrate.yaml for one namespace, reading the PostgreSQL Secret's current name.
+
+    Args:
+        namespace: where the Job runs (the Secret's namespace).
+        postgres_secret: the hash-suffixed name of the PostgreSQL Secret k8s_secrets applied.
+
+    Returns:
+        A new Job object.
+    """
+    (job,) = load_objects(data_path("k8s") / MIGRATE_JOB_MANIFEST)
+    _patch_namespace(job, namespace)
+    _rename_secret_refs(job, {POSTGRES_SECRET: postgres_secret})
+    return job
+
+
 def _patch_namespace(obj: dict[str, Any], namespace: str) -> None:
     if obj["kind"] == "Namespace":
         obj["metadata"]["name"] = namespace
+        labels = obj["metadata"].get("labels") or {}
+        if "app.kubernetes.io/name" in labels:
+            labels["app.kubernetes.io/name"] = namespace
     elif obj["kind"] not in CLUSTER_SCOPED_KINDS:
         obj["metadata"]["namespace"] = namespace
 

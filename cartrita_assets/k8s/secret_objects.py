@@ -44,7 +44,7 @@ class SecretSet:
         """Secret name -> key -> sha256 fingerprint of the value (safe to show)."""
         out: dict[str, dict[str, str]] = {}
         for obj in self.objects():
-            data = obj["data"]  # type: ignore[index]
+            data: dict[str, str] = obj.get("data") or {}  # type: ignore[assignment]
             out[str(obj["metadata"]["name"])] = {  # type: ignore[index]
                 key: fingerprint(base64.b64decode(value).decode()) for key, value in data.items()
             }
@@ -53,14 +53,36 @@ class SecretSet:
 
 def _secret(base: str, namespace: str, values: dict[str, str]) -> dict[str, object]:
     digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
-    return {
+    secret: dict[str, object] = {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": f"{base}-{digest}", "namespace": namespace, "labels": dict(LABELS)},
         "type": "Opaque",
         "immutable": True,
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())},
     }
+    if values:  # the server stores `data: {}` as no data: sending it would look like a change
+        secret["data"] = {
+            k: base64.b64encode(v.encode()).decode() for k, v in sorted(values.items())
+        }
+    return secret
+
+
+def same_secret(live: dict[str, object] | None, wanted: dict[str, object]) -> bool:
+    """Whether a live Secret already holds exactly what ``wanted`` asks for.
+
+    Args:
+        live: the Secret as the server returns it, or None when there is none.
+        wanted: the Secret to apply.
+
+    Returns:
+        True when type, immutability and data (no data and empty data alike) are equal.
+    """
+    if live is None:
+        return False
+    return all(
+        (live.get(key) or None) == (wanted.get(key) or None)
+        for key in ("type", "immutable", "data", "stringData")
+    )
 
 
 def build_secrets(v1: V1Settings, namespace: str, redis_password: str) -> SecretSet:

@@ -133,3 +133,31 @@ def referenced_roles(conn: psycopg.Connection) -> list[str]:
         """
     ).fetchall()
     return [r[0] for r in rows]
+
+
+# What a user could have put into a database: relations, routines, types (not the array types
+# PostgreSQL adds), schemas besides public, extensions besides plpgsql, large objects.
+USER_OBJECTS_SQL = """
+WITH user_ns AS (
+  SELECT oid FROM pg_namespace
+  WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_%'
+)
+SELECT (SELECT count(*) FROM pg_class WHERE relnamespace IN (SELECT oid FROM user_ns))
+     + (SELECT count(*) FROM pg_proc WHERE pronamespace IN (SELECT oid FROM user_ns))
+     + (SELECT count(*) FROM pg_type WHERE typnamespace IN (SELECT oid FROM user_ns)
+          AND typrelid = 0 AND typcategory <> 'A')
+     + (SELECT count(*) FROM user_ns u JOIN pg_namespace n ON n.oid = u.oid
+          WHERE n.nspname <> 'public')
+     + (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql')
+     + (SELECT count(*) FROM pg_largeobject_metadata)
+"""
+
+
+def user_object_count(conn: psycopg.Connection) -> int:
+    """How many objects a user created in the connected database (0: it is as created).
+
+    Args:
+        conn: a connection to the database to inspect.
+    """
+    row = conn.execute(USER_OBJECTS_SQL).fetchone()
+    return int(row[0]) if row else 0

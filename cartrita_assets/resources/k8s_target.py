@@ -6,24 +6,25 @@ tests substitute an in-memory stand-in there.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from cartrita_assets.envfile import PostgresSettings, RedisSettings
 from cartrita_assets.envswitch import Endpoint
 from cartrita_assets.k8s.cluster import Cluster, KubernetesCluster
 from cartrita_assets.k8s.manifests import (
-    MIN_PGVECTOR_MAJOR,
+    CLUSTER_MANIFEST,
+    MIGRATE_JOB_MANIFEST,
     ClusterParams,
-    redis_image,
     render_cluster,
-    sort_for_apply,
     to_yaml,
-    validate_objects,
 )
+from cartrita_assets.k8s.secret_objects import same_secret
 from cartrita_assets.k8s.wait import wait_scaled_down, wait_statefulsets_ready
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import Log, V2Target
+from cartrita_assets.resources.v2 import Log, Objects, V2Target
 from cartrita_assets.secrets import new_password, private_dir, write_private_file
 
 STATEFULSETS = ["postgres", "redis"]
@@ -42,7 +43,6 @@ class KubernetesV2Target(V2Target):
     v1: V1Source
     kubeconfig: str | None = None
     context: str | None = None
-    namespace: str = "data-stack"
     node_host: str = "localhost"
     pg_node_port: int = 32432
     redis_node_port: int = 32379
@@ -56,44 +56,85 @@ class KubernetesV2Target(V2Target):
         """A client for the configured cluster (made on use, never at import)."""
         return make_cluster(self.kubeconfig, self.context)
 
-    def _namespace(self) -> dict[str, object]:
-        labels = {"app.kubernetes.io/part-of": "cartrita"}
-        return {"apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": self.namespace, "labels": labels}}  # fmt: skip
-
-    def publish_secrets(self, objects: list[dict[str, object]], log: Log) -> str:
-        cluster = self.cluster()
-        cluster.apply(self._namespace())
-        for obj in objects:
-            cluster.apply(obj)
-            log(f"Applied Secret {obj['metadata']['name']} in {self.namespace}")  # type: ignore[index]
-        return f"{len(objects)} Secrets applied to namespace {self.namespace} (server-side apply)"
-
-    def publish_cluster(
-        self, v1_major: int, secret_names: dict[str, str], log: Log, v1_redis: str = ""
-    ) -> str:
-        params = ClusterParams(
-            namespace=self.namespace,
-            postgres_major=max(v1_major, MIN_PGVECTOR_MAJOR),
-            redis_image=redis_image(v1_redis),
+    def cluster_params(
+        self, v1_major: int, secret_names: dict[str, str], v1_redis: str = ""
+    ) -> ClusterParams:
+        return replace(
+            super().cluster_params(v1_major, secret_names, v1_redis),
             storage_class=self.storage_class,
             postgres_storage=self.postgres_storage,
             redis_storage=self.redis_storage,
             postgres_node_port=self.pg_node_port,
             redis_node_port=self.redis_node_port,
-            postgres_secret=secret_names["postgres"],
-            redis_secret=secret_names["redis"],
         )
-        objects = sort_for_apply(render_cluster(params))
-        validate_objects(objects)
-        rendered = private_dir(Path(self.state_dir)) / "pgvector-redis.yaml"
+
+    def _namespace(self) -> dict[str, Any]:
+        # the Namespace exactly as pgvector_cluster applies it, so the two never disagree
+        objects = render_cluster(ClusterParams(namespace=self.namespace))
+        return next(o for o in objects if o["kind"] == "Namespace")
+
+    def preflight(self, objects: Objects, log: Log) -> str:
+        """The schemas, then a server-side dry run of every object: an object the server would
+        refuse stops the run before anything is changed."""
+        super().preflight(objects, log)
+        cluster = self.cluster()
+        for obj in objects:
+            # the run renders the migration Job but never applies it: validate it as new
+            as_new = obj["kind"] == "Job"
+            cluster.dry_run(self._as_applied(cluster, obj), as_new=as_new)
+        log(f"The API server accepted a dry run of all {len(objects)} objects")
+        return f"{len(objects)} objects validated by the API server (server-side dry run)"
+
+    def _as_applied(self, cluster: Cluster, obj: dict[str, Any]) -> dict[str, Any]:
+        # A StatefulSet a rollback scaled down is scaled back before it is applied (see
+        # _undo_scale_down): validate the rest of it, not the replica count that step restores.
+        if obj["kind"] != "StatefulSet":
+            return obj
+        live = cluster.get("apps/v1", "StatefulSet", obj["metadata"]["name"], self.namespace)
+        wanted = obj["spec"].get("replicas", 1)
+        if live is None or live.get("spec", {}).get("replicas") == wanted:
+            return obj
+        trimmed = copy.deepcopy(obj)
+        trimmed["spec"].pop("replicas", None)
+        return trimmed
+
+    def publish_secrets(self, objects: list[dict[str, object]], log: Log) -> str:
+        cluster = self.cluster()
+        cluster.apply(self._namespace())
+        applied = 0
+        for obj in objects:
+            name = str(obj["metadata"]["name"])  # type: ignore[index]
+            if same_secret(cluster.get("v1", "Secret", name, self.namespace), obj):
+                log(f"Secret {name} in {self.namespace} already holds this content (immutable)")
+                continue
+            cluster.apply(obj)
+            applied += 1
+            log(f"Applied Secret {name} in {self.namespace}")
+        unchanged = len(objects) - applied
+        return (
+            f"{applied} Secrets applied, {unchanged} already present, in namespace "
+            f"{self.namespace} (server-side apply)"
+        )
+
+    def publish_cluster(
+        self, v1_major: int, secret_names: dict[str, str], log: Log, v1_redis: str = ""
+    ) -> str:
+        objects = self.cluster_objects(v1_major, secret_names, v1_redis)
+        job = self.migrate_job(secret_names)
+        self.preflight([*objects, job], log)
+        folder = private_dir(Path(self.state_dir))
+        rendered = folder / CLUSTER_MANIFEST
         rendered.write_text(to_yaml(objects))
+        (folder / MIGRATE_JOB_MANIFEST).write_text(to_yaml([job]))
         cluster = self.cluster()
         for obj in objects:
             self._undo_scale_down(cluster, obj, log)
             cluster.apply(obj)
             log(f"Applied {obj['kind']} {obj['metadata']['name']}")
-        return f"{len(objects)} objects applied to {self.namespace} (also written to {rendered})"
+        return (
+            f"{len(objects)} objects applied to {self.namespace} (also written to {rendered}; "
+            f"the migration Job, not applied, to {folder / MIGRATE_JOB_MANIFEST})"
+        )
 
     def _undo_scale_down(self, cluster: Cluster, obj: dict[str, object], log: Log) -> None:
         # a rollback scaled it through the scale subresource, which now owns spec.replicas:

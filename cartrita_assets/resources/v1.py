@@ -61,27 +61,42 @@ class V1Source(dg.ConfigurableResource):
             redis_server=self.demo_redis_server,
         )  # fmt: skip
 
-    def settings(self, log: Callable[[str], None] = lambda _m: None) -> V1Settings:
-        """v1's settings, starting the demo first when v1 is the demo.
+    def settings(
+        self, log: Callable[[str], None] = lambda _m: None, start_demo: bool = True
+    ) -> V1Settings:
+        """v1's settings, starting the demo first when v1 is the demo (unless ``start_demo`` is
+        False: commands that only look read the demo's file and never start a server).
 
         Once ``.env.v1`` exists beside the ``.env`` (saved by k8s_secrets before the cutover), it
         is v1's record: after ``cp .env.v2 .env`` the ``.env`` describes v2, not v1.
         """
-        return V1Settings.from_env_file(read_env_file(self.settings_file(log)))
+        return V1Settings.from_env_file(read_env_file(self.settings_file(log, start_demo)))
 
-    def settings_file(self, log: Callable[[str], None] = lambda _m: None) -> Path:
+    def settings_file(
+        self, log: Callable[[str], None] = lambda _m: None, start_demo: bool = True
+    ) -> Path:
         """The file v1's settings are read from: ``.env.v1`` when it exists, else the ``.env``."""
-        env_path = self.env_path(log)
+        env_path = self.env_path(log, start_demo)
         saved = env_path.with_name(env_path.name + ".v1")
         return saved if saved.exists() else env_path
 
-    def env_path(self, log: Callable[[str], None] = lambda _m: None) -> Path:
-        """The environment file in use: the user's, or the demo's generated one (demo started)."""
+    def env_path(
+        self, log: Callable[[str], None] = lambda _m: None, start_demo: bool = True
+    ) -> Path:
+        """The environment file in use: the user's, or the demo's generated one (the demo is
+        started first unless ``start_demo`` is False)."""
         path = self.resolved_env_file()
         if path is not None:
             return path
         demo = self.demo(log)
-        demo.ensure()
+        if start_demo:
+            demo.ensure()
+        elif not demo.env_file.exists():
+            raise EnvFileError(
+                f"{demo.env_file}: the demo v1 has not been set up yet, so there is nothing to "
+                "describe. Run `cartrita forward` (or `cartrita demo start`) first, or pass "
+                "--env-file with v1's .env."
+            )
         return demo.env_file
 
     def describe(self) -> dict[str, str]:

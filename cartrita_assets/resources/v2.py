@@ -6,16 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from cartrita_assets.envfile import PostgresSettings, RedisSettings
 from cartrita_assets.envswitch import Endpoint
 from cartrita_assets.k8s.manifests import (
+    DEFAULT_NAMESPACE,
+    MIGRATE_JOB_MANIFEST,
     MIN_PGVECTOR_MAJOR,
     ClusterParams,
     redis_image,
     render_cluster,
+    render_migrate_job,
     sort_for_apply,
     to_yaml,
     validate_objects,
@@ -26,10 +30,50 @@ from cartrita_assets.local.redis_servers import server_from_path
 from cartrita_assets.secrets import new_password, private_dir, write_private_file
 
 Log = Callable[[str], None]
+Objects = list[dict[str, Any]]
 
 
 class V2Target(dg.ConfigurableResource):
-    """Base of the v2 targets: PostgreSQL with pgvector, and Redis."""
+    """Base of the v2 targets: PostgreSQL with pgvector, and Redis.
+
+    Attributes:
+        namespace: the Kubernetes namespace of every object rendered or applied for v2.
+    """
+
+    namespace: str = DEFAULT_NAMESPACE
+
+    def cluster_params(
+        self, v1_major: int, secret_names: dict[str, str], v1_redis: str = ""
+    ) -> ClusterParams:
+        """What `render_cluster` patches into k8s/pgvector-redis.yaml for this target
+        (``v1_redis``: v1's Redis, e.g. ``Redis 7.0.15``; the Redis image is never older)."""
+        return ClusterParams(
+            namespace=self.namespace,
+            postgres_major=max(v1_major, MIN_PGVECTOR_MAJOR),
+            redis_image=redis_image(v1_redis),
+            postgres_secret=secret_names["postgres"],
+            redis_secret=secret_names["redis"],
+        )
+
+    def cluster_objects(
+        self, v1_major: int, secret_names: dict[str, str], v1_redis: str = ""
+    ) -> Objects:
+        """v2's data tier in apply order (Namespace, Services, StatefulSets)."""
+        params = self.cluster_params(v1_major, secret_names, v1_redis)
+        return sort_for_apply(render_cluster(params))
+
+    def migrate_job(self, secret_names: dict[str, str]) -> dict[str, Any]:
+        """k8s/job-db-migrate.yaml for this namespace and the current PostgreSQL Secret."""
+        return render_migrate_job(self.namespace, secret_names["postgres"])
+
+    def preflight(self, objects: Objects, log: Log) -> str:
+        """Validate ``objects`` before anything changes; raise naming every invalid one.
+
+        Locally: the Kubernetes 1.30 schemas (strict). Returns what was checked.
+        """
+        validate_objects(objects)
+        log(f"{len(objects)} Kubernetes objects valid against the Kubernetes 1.30 schemas")
+        return f"{len(objects)} objects validated against the Kubernetes 1.30 schemas"
 
     def ensure_running(self, log: Log, redis_password: str | None = None) -> dict[str, str]:
         """Bring v2 up (idempotent) and return a description of its endpoints.
@@ -67,8 +111,7 @@ class V2Target(dg.ConfigurableResource):
     def publish_cluster(
         self, v1_major: int, secret_names: dict[str, str], log: Log, v1_redis: str = ""
     ) -> str:
-        """Render (and in a cluster, apply) v2's objects for v1's PostgreSQL major and Redis
-        version (``v1_redis``, e.g. ``Redis 7.0.15``)."""
+        """Render (and in a cluster, apply) v2's objects for v1's PostgreSQL major and Redis."""
         raise NotImplementedError
 
     def status_lines(self) -> list[str]:
@@ -138,20 +181,18 @@ class LocalV2Target(V2Target):
     def publish_cluster(
         self, v1_major: int, secret_names: dict[str, str], log: Log, v1_redis: str = ""
     ) -> str:
-        params = ClusterParams(
-            postgres_major=max(v1_major, MIN_PGVECTOR_MAJOR),
-            redis_image=redis_image(v1_redis),
-            postgres_secret=secret_names["postgres"],
-            redis_secret=secret_names["redis"],
-        )
-        objects = sort_for_apply(render_cluster(params))
-        validate_objects(objects)
-        path = self.rendered_dir() / "pgvector-redis.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        objects = self.cluster_objects(v1_major, secret_names, v1_redis)
+        job = self.migrate_job(secret_names)
+        self.preflight([*objects, job], log)
+        folder = self.rendered_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "pgvector-redis.yaml"
         path.write_text(to_yaml(objects))
+        (folder / MIGRATE_JOB_MANIFEST).write_text(to_yaml([job]))
         log(f"Local environment: {len(objects)} cluster objects validated and rendered to {path}")
         return (
-            f"{len(objects)} objects rendered to {path}, validated, not applied: local environment"
+            f"{len(objects)} objects rendered to {path} (and {MIGRATE_JOB_MANIFEST} beside it), "
+            "validated, not applied: local environment"
         )
 
     def status_lines(self) -> list[str]:

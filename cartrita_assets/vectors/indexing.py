@@ -143,6 +143,8 @@ def ensure_indexes(
             )
         decisions.append(decision)
     conn.execute("ANALYZE public.embeddings")
+    terms = conn.execute("SELECT public.refresh_keyword_stats()").fetchone()[0]  # type: ignore[index]
+    log(f"keyword statistics: {terms} (model, term) document frequencies")
     regenerated = conn.execute("SELECT public.generate_search_functions()").fetchone()[0]  # type: ignore[index]
     if regenerated:
         log(f"regenerated {', '.join(regenerated)} for the models "

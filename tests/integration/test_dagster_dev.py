@@ -1,4 +1,4 @@
-"""`dagster dev` serves the graph from workspace.yaml: every asset, check and job loads."""
+"""`cartrita dev` and `dg dev` serve the whole graph: every asset, check and job loads."""
 
 from __future__ import annotations
 
@@ -51,14 +51,24 @@ def _wait_for(port: int, deadline: float) -> None:
     raise AssertionError("dagster dev did not answer /server_info in time")
 
 
-def test_dagster_dev_loads_the_whole_graph(test_dir):
+def _command(tool: str, port: int) -> list[str]:
+    """`cartrita dev` (its arguments go through to `dagster dev`) or Dagster's own `dg dev`."""
+    bin_dir = Path(sys.executable).parent
+    if tool == "cartrita":
+        return [str(bin_dir / "cartrita"), "dev", "-p", str(port)]
+    return [str(bin_dir / "dg"), "dev", "-p", str(port)]
+
+
+@pytest.mark.parametrize("tool", ["cartrita", "dg"])
+def test_dagster_dev_loads_the_whole_graph(test_dir, tool):
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(test_dir / "home"),
-           "CARTRITA_STATE_DIR": str(test_dir / "state")}  # fmt: skip
+           "CARTRITA_STATE_DIR": str(test_dir / "state"),
+           "VIRTUAL_ENV": str(Path(sys.executable).parents[1])}  # fmt: skip
     (test_dir / "home").mkdir()
     (test_dir / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
+        _command(tool, port),
         cwd=ROOT, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -132,6 +132,7 @@ def test_integer_and_uuid_ids_and_two_models_with_their_own_indexes(db, embedder
                    (uuid.uuid4(), f"diary day {i}", _vec(rng.normal(size=8))))  # fmt: skip
     db.execute("UPDATE diary SET emb = 'not a vector' WHERE body = 'diary day 3'")
     db.execute("UPDATE diary SET emb = '[1,2,3]' WHERE body = 'diary day 4'")  # wrong dimension
+    db.execute("UPDATE diary SET emb = '[NaN,1,1,1,1,1,1,1]' WHERE body = 'diary day 5'")
     notes = Source("notes", "id", ("body",), (VectorColumn("emb", "v1-8d"),))
     diary = Source("diary", "id", ("body",), (VectorColumn("emb", "v1-8d"),))
     validate_sources(db, [notes, diary])
@@ -140,8 +141,10 @@ def test_integer_and_uuid_ids_and_two_models_with_their_own_indexes(db, embedder
     by = {(c.source, c.model): c for c in counts}
     assert by[("notes", "v1-8d")].inserted == 30 and by[("notes", embedder.model)].inserted == 30
     skipped = by[("diary", "v1-8d")]
-    assert (skipped.inserted, skipped.skipped) == (28, 2)
-    assert set(skipped.skipped_reasons) == {"emb: not a vector", "emb: not 8 dimensions"}
+    assert (skipped.inserted, skipped.skipped) == (27, 3)
+    assert set(skipped.skipped_reasons) == {
+        "emb: not a vector", "emb: not 8 dimensions", "emb: non-finite values"
+    }  # fmt: skip
     imported = db.execute(
         "SELECT e.embedding::text = n.emb::text FROM embeddings e JOIN notes n "
         "ON e.source_id = n.id::text WHERE e.model = 'v1-8d' AND e.source_table = 'notes'"

@@ -44,8 +44,11 @@ FORWARD_CHECKS = {
     "recall_at_10_meets_target",
     "hybrid_search_combines_both",
     "embeddings_are_fresh",
+    "vectors_are_well_formed",
     "integration_suite_passes",
 }
+# Warnings: they report data to look at and do not fail the migration.
+WARN_CHECKS = {"vectors_are_well_formed"}
 
 # An independent comparison: every row's text, sorted, aggregated, per table.
 TABLE_DIGEST = "SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM {} t"
@@ -101,9 +104,9 @@ def test_demo_v1_to_v2_loses_nothing(resources, instance, demo_v1):
         "embeddings_index",
         "integration_report",
     }
-    checks = check_results(result)
+    checks = check_results(result, warnings=True)
     assert set(checks) == FORWARD_CHECKS
-    assert all(checks.values()), checks
+    assert all(v for k, v in checks.items() if k not in WARN_CHECKS), checks
     # Verified independently of the project's own checks: tables, rows, sequences, Redis.
     v1 = resources["v1"].settings()
     v2 = resources["v2"]
@@ -114,6 +117,7 @@ def test_demo_v1_to_v2_loses_nothing(resources, instance, demo_v1):
     assert set(v2_tables) - set(v1_tables) == {  # what the v2 schema adds, nothing else
         "public.schema_migrations", "public.embeddings", "public.embedding_models",
         "public.search_performance_metrics", "public.embedding_source_changes",
+        "public.embedding_terms",
     }  # fmt: skip
     v1_sequences, v2_sequences = (
         _sequences(v1.postgres, "cartrita"),

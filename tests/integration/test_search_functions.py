@@ -82,7 +82,8 @@ def test_the_functions_are_inlinable_sql_and_plan_through_the_ann_index(db):
         for name, query in SIGNATURES.items():
             plan = "\n".join(r[0] for r in db.execute("EXPLAIN " + query, params).fetchall())
             assert index_name("gen") in plan, (name, plan)
-            assert "Function Scan" not in plan, (name, plan)  # inlined, the general path pruned
+            # inlined, the general path pruned (unnest lists the query text's keyword terms)
+            assert "Function Scan on" not in plan.replace("Function Scan on unnest", ""), plan
 
 
 def test_a_prepared_call_settles_on_one_generic_plan(db):

@@ -1,4 +1,4 @@
-"""The cluster seam against a real API server named by CARTRITA_TEST_KUBECONFIG.
+"""The cluster seam against the test run's real API server (tests/k8s/conftest.py).
 
 Every test works in one namespace made for this run (``cartrita-test-<random>``), deleted in
 ``finally`` whatever happens. Nothing here needs a pod to start: the StatefulSet has 0 replicas.
@@ -7,7 +7,6 @@ Every test works in one namespace made for this run (``cartrita-test-<random>``)
 from __future__ import annotations
 
 import base64
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -21,20 +20,10 @@ from cartrita_assets.k8s.cluster import (
     InvalidObjectError,
     KubernetesCluster,
 )
-from cartrita_assets.k8s.wait import wait_scaled_down
+from cartrita_assets.k8s.wait import wait_scaled_down, wait_statefulsets_ready
 
-KUBECONFIG = os.environ.get("CARTRITA_TEST_KUBECONFIG", "")
 OTHER_MANAGER = "cartrita-test-other"
 SECRET_VALUE = "real-cluster-Secret-9731"
-
-pytestmark = pytest.mark.skipif(
-    not KUBECONFIG, reason="CARTRITA_TEST_KUBECONFIG does not name a kubeconfig"
-)
-
-
-@pytest.fixture(scope="module")
-def cluster() -> KubernetesCluster:
-    return KubernetesCluster.from_environment(kubeconfig=KUBECONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +72,11 @@ def test_get_and_delete_of_a_missing_object(cluster, namespace):
 
 
 @pytest.mark.k8s
-def test_another_field_manager_causes_a_conflict(cluster, namespace):
+def test_another_field_manager_causes_a_conflict(cluster, namespace, kubeconfig):
     from kubernetes import config
     from kubernetes.dynamic import DynamicClient
 
-    raw = DynamicClient(config.new_client_from_config(config_file=KUBECONFIG))
+    raw = DynamicClient(config.new_client_from_config(config_file=kubeconfig))
     configmaps = raw.resources.get(api_version="v1", kind="ConfigMap")
     raw.server_side_apply(
         configmaps,
@@ -174,3 +163,71 @@ def test_statefulset_scale_subresource(cluster, namespace):
     with pytest.raises(ClusterError) as caught:
         cluster.scale("StatefulSet", "missing", namespace, 0)
     assert caught.value.status == 404
+
+
+@pytest.mark.k8s
+def test_dry_run_validates_without_creating_even_in_a_namespace_to_come(cluster, namespace):
+    missing = f"{namespace}-later"
+    good = config_map(missing, "checked", "a")
+    cluster.dry_run(good)
+    assert cluster.get("v1", "Namespace", missing, None) is None
+    assert cluster.list("v1", "ConfigMap", "default", "test=checked") == []
+    bad = {**config_map(missing, "checked", "a"), "data": {"not a key!": "a"}}
+    with pytest.raises(InvalidObjectError) as caught:
+        cluster.dry_run(bad)
+    assert "checked" in str(caught.value) and "dry run" in str(caught.value)
+    cluster.dry_run(config_map(namespace, "in-place", "a"))
+    assert cluster.get("v1", "ConfigMap", "in-place", namespace) is None
+
+
+def secret_with(namespace: str, name: str, **fields: object) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace}, **fields}  # fmt: skip
+
+
+@pytest.mark.k8s
+def test_apply_drops_fields_no_longer_sent_and_stores_string_data_as_data(cluster, namespace):
+    cluster.apply(config_map(namespace, "shrinking", "a"))
+    smaller = config_map(namespace, "shrinking", "a")
+    del smaller["metadata"]["labels"]
+    live = cluster.apply(smaller)
+    assert "labels" not in live["metadata"] or "test" not in live["metadata"]["labels"]
+    live = cluster.apply(secret_with(namespace, "plain", stringData={"password": SECRET_VALUE}))
+    assert "stringData" not in live
+    assert base64.b64decode(live["data"]["password"]).decode() == SECRET_VALUE
+
+
+@pytest.mark.k8s
+def test_no_secret_value_appears_in_the_servers_refusals(cluster, namespace):
+    encoded = base64.b64encode(SECRET_VALUE.encode()).decode()
+    refused = [
+        secret_with(namespace, "bad-key", data={"not a key!": encoded}),
+        secret_with(namespace, "bad-base64", data={"password": SECRET_VALUE + "!"}),
+        secret_with(namespace, "Bad_Name", stringData={"password": SECRET_VALUE}),
+    ]
+    for obj in refused:
+        for action in (cluster.apply, cluster.dry_run):
+            with pytest.raises(ClusterError) as caught:
+                action(obj)
+            message = str(caught.value)
+            assert obj["metadata"]["name"] in message
+            assert SECRET_VALUE not in message and encoded not in message
+
+
+@pytest.mark.k8s
+def test_a_statefulset_whose_pods_never_start_times_out_naming_it(cluster, namespace):
+    labels = {"app": "stuck"}
+    cluster.apply({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "stuck", "namespace": namespace, "labels": labels},
+        "spec": {"serviceName": "stuck", "replicas": 1, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                     {"name": "pause", "image": "registry.k8s.io/pause:3.9"}]}}},
+    })  # fmt: skip
+    lines: list[str] = []
+    with pytest.raises(ClusterError) as caught:  # no kubelet watches this namespace
+        wait_statefulsets_ready(cluster, namespace, ["stuck"], timeout=3, log=lines.append,
+                                poll=0.5)  # fmt: skip
+    message = str(caught.value)
+    assert f"namespace {namespace} to be ready: stuck 0/1 ready" in message
+    assert "Check:" in message and lines

@@ -1,10 +1,9 @@
-"""KubernetesV2Target against a real API server named by CARTRITA_TEST_KUBECONFIG: the Secrets
+"""KubernetesV2Target against the test run's real API server: the Secrets
 and the k8s/ objects apply (twice, idempotently) into a namespace made for the run; a rollback's
 scale-down and the following re-apply do not conflict. Pods need not become ready here."""
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 
@@ -17,15 +16,6 @@ from cartrita_assets.resources import k8s_target
 from cartrita_assets.resources.k8s_target import KubernetesV2Target
 from cartrita_assets.resources.v1 import V1Source
 
-KUBECONFIG = os.environ.get("CARTRITA_TEST_KUBECONFIG", "")
-
-pytestmark = [
-    pytest.mark.k8s,
-    pytest.mark.skipif(
-        not KUBECONFIG, reason="CARTRITA_TEST_KUBECONFIG does not name a kubeconfig"
-    ),
-]
-
 ENV = (
     "POSTGRES_USER=cartrita\nPOSTGRES_PASSWORD=pw-{token}\nPOSTGRES_DB=cartrita\n"
     "REDIS_HOST=r\nREDIS_PASSWORD=rp-{token}\n"
@@ -35,9 +25,8 @@ ENV = (
 
 @pytest.fixture
 def target(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, cluster
 ) -> Iterator[tuple[KubernetesV2Target, KubernetesCluster, V1Settings]]:
-    cluster = KubernetesCluster.from_environment(kubeconfig=KUBECONFIG)
     monkeypatch.setattr(k8s_target, "make_cluster", lambda *_a: cluster)
     namespace = f"cartrita-test-{secrets.token_hex(4)}"
     env_file = tmp_path / ".env"
@@ -73,3 +62,15 @@ def test_secrets_and_cluster_apply_idempotently_and_survive_a_scale_down(target)
     v2.publish_cluster(18, names, log.append)  # scales back, then applies without a conflict
     live = cluster.get("apps/v1", "StatefulSet", "postgres", v2.namespace)
     assert live["spec"]["replicas"] == 1
+
+
+def test_a_migration_job_applied_from_an_earlier_render_does_not_block_the_preflight(target):
+    v2, cluster, _settings = target
+    log: list[str] = []
+    cluster.apply(v2._namespace())
+    cluster.apply(v2.migrate_job({"postgres": "cartrita-postgres-0000000000"}))
+    newer = v2.migrate_job({"postgres": "cartrita-postgres-1111111111"})
+    assert "dry run" in v2.preflight([newer], log.append)  # its template is immutable
+    live = cluster.get("batch/v1", "Job", "cartrita-db-migrate", v2.namespace)
+    refs = str(live["spec"]["template"])
+    assert "cartrita-postgres-0000000000" in refs and "1111111111" not in refs

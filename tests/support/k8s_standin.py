@@ -208,6 +208,25 @@ class InMemoryCluster:
         self._store(key, live, new)
         return copy.deepcopy(self._objects[key])
 
+    def dry_run(self, obj: Obj, *, as_new: bool = False) -> None:
+        """`apply` with nothing kept; a missing namespace counts as one about to be created,
+        and ``as_new`` validates the object as if none of its name existed."""
+        saved = copy.deepcopy((self._objects, self._managers, self._events))
+        try:
+            if as_new:
+                api_version, kind, name, namespace = _identity(obj)
+                self._objects.pop((api_version, kind, namespace or "", name), None)
+                self._managers.pop((api_version, kind, namespace or "", name), None)
+            namespace = (obj.get("metadata") or {}).get("namespace")
+            if namespace and obj.get("kind") not in CLUSTER_SCOPED_KINDS:
+                self._objects.setdefault(
+                    ("v1", "Namespace", "", namespace),
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+                )
+            self.apply(obj)
+        finally:
+            self._objects, self._managers, self._events = saved
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Obj | None:
         """A copy of the stored object, or None.
 

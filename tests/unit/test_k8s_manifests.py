@@ -18,6 +18,7 @@ from cartrita_assets.k8s.manifests import (
     load_objects,
     postgres_image,
     render_cluster,
+    render_migrate_job,
     sort_for_apply,
     to_yaml,
     validate_objects,
@@ -123,6 +124,21 @@ def test_namespace_lands_on_every_namespaced_object():
     for obj in objs:
         if obj["kind"] != "Namespace":
             assert obj["metadata"]["namespace"] == "cartrita-v2", obj["metadata"]["name"]
+
+
+def test_the_namespace_label_follows_the_namespace():
+    (namespace,) = [o for o in render_cluster(CUSTOM) if o["kind"] == "Namespace"]
+    assert namespace["metadata"]["labels"]["app.kubernetes.io/name"] == "cartrita-v2"
+
+
+def test_the_migration_job_reads_the_current_secret_in_its_namespace():
+    job = render_migrate_job("cartrita-v2", "cartrita-postgres-7f9c2b")
+    assert job["metadata"]["namespace"] == "cartrita-v2"
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in env if "valueFrom" in e}
+    assert refs == {"cartrita-postgres-7f9c2b"}
+    validate_objects([job])
+    assert render_migrate_job("data-stack", "x")["metadata"]["namespace"] == "data-stack"
 
 
 @pytest.mark.parametrize("major", [15, 16, 17, 18])

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 import kubernetes_validate
 
 from cartrita_assets.envfile import V1Settings, parse_env_text
-from cartrita_assets.k8s.secret_objects import build_secrets
+from cartrita_assets.k8s.secret_objects import build_secrets, same_secret
 
 AWKWARD = (
     "\ufeff# v1\r\n"
@@ -51,3 +51,28 @@ def test_names_follow_content_and_fingerprints_hide_values():
     assert first.names()["postgres"] == changed.names()["postgres"]
     shown = str(first.fingerprints())
     assert "p@ss" not in shown and "r@dis" not in shown and "sha256:" in shown
+
+
+def test_an_env_without_application_keys_gives_an_app_secret_without_data():
+    only_servers = "POSTGRES_USER=u\nPOSTGRES_PASSWORD=p\nPOSTGRES_DB=d\nREDIS_HOST=r\n"
+    settings = V1Settings.from_env_file(parse_env_text(only_servers, ".env"))
+    app = build_secrets(settings, "data-stack", "r").app
+    assert "data" not in app  # the server stores `data: {}` as no data at all
+    kubernetes_validate.validate(app, "1.30.0", strict=True)
+    stored = {**app, "metadata": {**app["metadata"], "uid": "x"}}
+    assert same_secret(stored, app)
+    assert same_secret({**stored, "data": {}}, app)
+    assert not same_secret({**stored, "data": {"K": "dg=="}}, app)
+    assert not same_secret(None, app)
+
+
+def test_in_cluster_addresses_name_the_namespace():
+    settings = V1Settings.from_env_file(parse_env_text(AWKWARD, ".env"))
+    secrets = build_secrets(settings, "cartrita-alt", "one")
+    assert {o["metadata"]["namespace"] for o in secrets.objects()} == {"cartrita-alt"}
+    urls = [_data(secrets.postgres)["DATABASE_URL"], _data(secrets.redis)["REDIS_URL"]]
+    hosts = [urlsplit(url).hostname for url in urls]
+    assert hosts == [
+        "postgres.cartrita-alt.svc.cluster.local",
+        "redis.cartrita-alt.svc.cluster.local",
+    ]

@@ -3,11 +3,10 @@
 import dagster as dg
 
 from cartrita_assets.backup import redis_version
-from cartrita_assets.defs.cluster.secrets import k8s_secrets
+from cartrita_assets.defs.cluster.secrets import k8s_secrets, v1_major
 from cartrita_assets.defs.common import OWNERS, progress, user_errors
-from cartrita_assets.envfile import V1Settings
 from cartrita_assets.local.redis import client_for
-from cartrita_assets.pg.connect import connect, server_major
+from cartrita_assets.pg.connect import connect
 from cartrita_assets.redis_copy.versions import ServerVersion, check_not_older, server_version
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.v1 import V1Source
@@ -64,9 +63,3 @@ def secret_names(context: dg.AssetExecutionContext) -> dict[str, str]:
         raise dg.Failure(description="There are no Secrets yet: materialize k8s_secrets first.")
     meta = event.asset_materialization.metadata
     return {role: str(meta[f"{role}_secret"].value) for role in ("postgres", "redis", "app")}
-
-
-def v1_major(settings: V1Settings) -> int:
-    """v1's PostgreSQL major: v2's image must be at least that."""
-    with connect(settings.postgres, role="v1 PostgreSQL", read_only=True) as conn:
-        return server_major(conn)

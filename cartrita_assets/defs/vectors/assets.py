@@ -1,6 +1,7 @@
 """embeddings_index: every source row embedded once per model, indexed by volume."""
 
 import dagster as dg
+import psycopg
 from pydantic import Field
 
 from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
@@ -8,8 +9,14 @@ from cartrita_assets.defs.schema.assets import schema_version, target_database
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.v2 import V2Target
+from cartrita_assets.vectors import quality, recall, tuning
 from cartrita_assets.vectors.changes import install_change_triggers
-from cartrita_assets.vectors.indexing import EXACT_BELOW, HNSW_MAX_BYTES, ensure_indexes
+from cartrita_assets.vectors.indexing import (
+    EXACT_BELOW,
+    HNSW_MAX_BYTES,
+    IndexDecision,
+    ensure_indexes,
+)
 from cartrita_assets.vectors.sources import (
     Source,
     VectorColumn,
@@ -74,6 +81,15 @@ class EmbeddingsConfig(dg.Config):
         description="Rebuild these models' indexes even if the rule's choice is unchanged "
         "(what the index_volume_sensor asks for).",
     )
+    recall_target: float = Field(
+        default=recall.TARGET,
+        description="Recall@10 each model's search must reach at the 95% lower bound; its "
+        "search effort is tuned to it after each index build.",
+    )
+    search_budget_ms: float = Field(
+        default=tuning.BUDGET_MS,
+        description="Latency budget (p50, ms) of one search while tuning the effort.",
+    )
 
 
 @dg.asset(
@@ -121,6 +137,14 @@ def embeddings_index(
                 force=config.rebuild_indexes,
                 force_models=config.rebuild_models,
             )
+            tunings = tuning.tune_models(
+                conn,
+                _to_tune(conn, decisions),
+                log,
+                target=config.recall_target,
+                budget_ms=config.search_budget_ms,
+            )
+            degenerate = quality.degenerate_vectors(conn)
             total = conn.execute("SELECT count(*) FROM public.embeddings").fetchone()
     totals = {
         k: sum(getattr(c, k) for c in counts)
@@ -178,6 +202,32 @@ def embeddings_index(
             ),
             "index_reasons": "\n".join(f"{d.model}: {d.reason}" for d in decisions) or "none",
             "index_build_seconds": round(sum(d.seconds for d in decisions), 2),
+            "search_effort": table_md(
+                ["model", "index", "effort", "recall@10", "95% lower bound", "p50 ms", "why"],
+                [t.as_row() for t in tunings],
+            ),
+            "search_effort_shortfalls": sum(1 for t in tunings if not t.passed),
+            "degenerate_vectors": table_md(
+                [
+                    "source",
+                    "model",
+                    "rows",
+                    "zero",
+                    "extreme magnitude",
+                    "undefined distance",
+                    "duplicates",
+                ],
+                degenerate.metadata["sources"],  # type: ignore[arg-type]
+            ),  # fmt: skip
+            **{
+                k: degenerate.metadata[k]
+                for k in (
+                    "zero_vectors",
+                    "extreme_magnitude",
+                    "undefined_distance",
+                    "duplicate_vectors",
+                )
+            },  # fmt: skip
         }
     )
 
@@ -188,3 +238,15 @@ def totals_embedded(counts: list[SyncCounts]) -> int:
 
 def _sources_meta(sources: list[Source]) -> list[dict[str, object]]:
     return [s.to_dict() for s in sources]
+
+
+def _to_tune(conn: psycopg.Connection, decisions: list[IndexDecision]) -> list[tuple[str, str]]:
+    """Models whose index was just built, or never tuned for the index they have."""
+    untuned = {
+        str(r[0])
+        for r in conn.execute(
+            "SELECT model FROM public.embedding_models WHERE search_tuned_at IS NULL "
+            "OR search_tuned_at < built_at"
+        ).fetchall()
+    }
+    return [(d.model, d.kind) for d in decisions if d.action == "built" or d.model in untuned]

@@ -13,7 +13,6 @@ from cartrita_assets.vectors import quality
 from cartrita_assets.vectors.sources import Source, sources_from_json
 
 EMBEDDINGS_INDEX = dg.AssetKey("embeddings_index")
-RECALL_TARGET = 0.95
 
 
 def _result(outcome: quality.Outcome, **numbers: object) -> dg.AssetCheckResult:
@@ -70,15 +69,50 @@ def similarity_search_finds_itself(
 def recall_at_10_meets_target(
     context: dg.AssetCheckExecutionContext, v2: V2Target
 ) -> dg.AssetCheckResult:
-    """Recall@10 of similarity_search against an exact scan is at least 0.95 for every model, on
-    50 queries each (stored vectors plus noise); p50/p95 latency of the function alongside."""
+    """For every model with an ANN index, recall@10 of similarity_search against an exact scan
+    has a Wilson 95% lower bound of at least 0.98, on the model's fixed query set (300 stored
+    vectors chosen by hash, seeded noise): the same measurement the tuning and the integration
+    report make, so they agree on the same data. The tuned effort and latency alongside."""
     with _conn(context, v2) as conn:
-        outcome = quality.recall_at_10(conn, queries=50, target=RECALL_TARGET)
+        outcome = quality.recall_at_10(conn)
     result = _result(outcome)
     result.metadata["per_model"] = table_md(
-        ["model", "rows", "index", "recall@10", "p50 ms", "p95 ms"], outcome.metadata["models"]
-    )
+        ["model", "rows", "index", "effort", "recall@10", "95% lower bound", "at tuning",
+         "p50 ms", "tuning"],
+        outcome.metadata["models"],
+    )  # fmt: skip
     return result
+
+
+@dg.asset_check(asset=embeddings_index, blocking=False)
+def vectors_are_well_formed(
+    context: dg.AssetCheckExecutionContext, v2: V2Target
+) -> dg.AssetCheckResult:
+    """No zero vectors (cosine undefined), vectors of extreme magnitude, vectors whose distance
+    to themselves is undefined, or exact duplicates (ties), per source and model. A warning:
+    such vectors are data to look at, and the search checks handle them."""
+    with _conn(context, v2) as conn:
+        outcome = quality.degenerate_vectors(conn)
+    result = _result(outcome)
+    return dg.AssetCheckResult(
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            **result.metadata,
+            "per_source": table_md(
+                [
+                    "source",
+                    "model",
+                    "rows",
+                    "zero",
+                    "extreme magnitude",
+                    "undefined distance",
+                    "duplicates",
+                ],
+                outcome.metadata["sources"],
+            ),  # fmt: skip
+        },
+    )
 
 
 @dg.asset_check(asset=embeddings_index)

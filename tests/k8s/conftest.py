@@ -1,0 +1,50 @@
+"""The k8s tests run against a real control plane, started once per test run
+(``support.control_plane``).
+
+Without its binaries they skip and say how to get them; under ``CI=true`` that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.control_plane import ControlPlane, assets_or_skip
+
+from cartrita_assets.k8s.cluster import KubernetesCluster
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/k8s/" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.k8s)
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver + kube-controller-manager for the whole test run."""
+    assets = assets_or_skip()
+    folder = Path(tempfile.mkdtemp(prefix="cartrita-k8s-"))
+    plane = ControlPlane(assets, folder / "control-plane")
+    try:
+        plane.start()
+        yield plane
+    finally:
+        plane.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane: ControlPlane) -> str:
+    """The admin kubeconfig of the test run's control plane (0600)."""
+    return str(control_plane.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def cluster(kubeconfig: str) -> KubernetesCluster:
+    """The project's cluster seam, bound to the test run's control plane."""
+    return KubernetesCluster.from_environment(kubeconfig=kubeconfig)
