@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from helpers import running_demo, v1_source
+from support.demo import running_demo, v1_source
 
 from cartrita_assets.demo.servers import DemoV1
 from cartrita_assets.local.system import free_port

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from helpers import (
+from support.demo import v1_source
+from support.runs import (
     check_results,
     event_log_text,
     failure_messages,
     materialize,
     materialized,
     run_job,
-    v1_source,
 )
 
 from cartrita_assets import redis_copy

@@ -11,7 +11,7 @@ import dagster as dg
 import numpy as np
 import psycopg
 import pytest
-from helpers import check_results, materialized
+from support.runs import check_results, materialized
 
 from cartrita_assets.definitions import build_definitions
 from cartrita_assets.defs.operations import JOBS, SCHEDULES, SENSORS

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import check_results, failure_messages, materialized, run_job, v1_source
+from support.demo import v1_source
+from support.runs import check_results, failure_messages, materialized, run_job
 
 from cartrita_assets.pg.connect import connect
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import running_demo
+from support.demo import running_demo
 
 from cartrita_assets.demo.servers import DemoV1
 
