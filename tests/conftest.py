@@ -1,4 +1,5 @@
-"""Session fixtures: a real demo v1 (PostgreSQL 18 + pgvector, Redis) and per-test v2 servers."""
+"""Session fixtures: a real demo v1 (PostgreSQL 18 + pgvector, Redis) and one v2 for the run,
+reset to a fresh v2 before each test (``support.servers``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import dagster as dg
 import pytest
 from support.demo import running_demo, v1_source
+from support.servers import SessionV2
 
 from cartrita_assets.demo.servers import DemoV1
 from cartrita_assets.local.system import free_port
@@ -50,9 +52,27 @@ def test_dir(base_dir: Path, request: pytest.FixtureRequest) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def session_v2(base_dir: Path) -> Iterator[SessionV2]:
+    """The run's v2 servers (started once)."""
+    servers = SessionV2(base_dir / "v2")
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
 @pytest.fixture
-def v2(test_dir: Path) -> Iterator[LocalV2Target]:
-    """A v2 of its own for each test (a fresh server starts in well under a second)."""
+def v2(session_v2: SessionV2) -> LocalV2Target:
+    """The run's v2, reset for this test: no databases or roles of earlier tests, Redis empty,
+    running. Tests that kill or break v2 use ``own_v2`` instead."""
+    return session_v2.reset()
+
+
+@pytest.fixture
+def own_v2(test_dir: Path) -> Iterator[LocalV2Target]:
+    """A v2 of this test's own (fault injection kills it; a fresh server starts in about a
+    second)."""
     target = LocalV2Target(
         base_dir=str(test_dir / "v2"), pg_port=free_port(), redis_port=free_port(), durable=False
     )
