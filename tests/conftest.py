@@ -11,15 +11,12 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from support.demo import running_demo, v1_source
+from support.demo import running_demo
+from support.runs import local_resources
 from support.servers import SessionV2
 
 from cartrita_assets.demo.servers import DemoV1
 from cartrita_assets.local.system import free_port
-from cartrita_assets.resources.embedder import EmbedderResource
-from cartrita_assets.resources.lock import MigrationLock
-from cartrita_assets.resources.reports import ReportStore
-from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v2 import LocalV2Target
 
 
@@ -85,15 +82,7 @@ def own_v2(test_dir: Path) -> Iterator[LocalV2Target]:
 @pytest.fixture
 def resources(demo_v1: DemoV1, v2: LocalV2Target, test_dir: Path, base_dir: Path) -> dict[str, Any]:
     """The local environment's resources, wired to the test's servers and folders."""
-    return {
-        "v1": v1_source(demo_v1),
-        "v2": v2,
-        "backups": BackupStore(root=str(test_dir / "backups")),
-        "migration_lock": MigrationLock(path=str(test_dir / "migration.lock")),
-        # the real local model; the session's cache spares re-embedding the same demo texts
-        "embedder": EmbedderResource(cache_path=str(base_dir / "embedding-cache.sqlite")),
-        "reports": ReportStore(root=str(test_dir / "reports")),
-    }
+    return local_resources(demo_v1, v2, test_dir, base_dir)
 
 
 @pytest.fixture

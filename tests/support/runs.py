@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from cartrita_assets.definitions import build_definitions
-from cartrita_assets.resources.lock import release_run_lock
+from cartrita_assets.resources.embedder import EmbedderResource
+from cartrita_assets.resources.lock import MigrationLock, release_run_lock
+from cartrita_assets.resources.reports import ReportStore
+from cartrita_assets.resources.store import BackupStore
+from support.demo import v1_source
 
 
 def run_job(
@@ -79,3 +84,16 @@ def materialize(
     )
     release_run_lock(result.run_id)
     return result
+
+
+def local_resources(demo: Any, v2: Any, folder: Path, base_dir: Path) -> dict[str, Any]:
+    """The local environment's resources, wired to ``demo`` (v1), ``v2`` and ``folder``."""
+    return {
+        "v1": v1_source(demo),
+        "v2": v2,
+        "backups": BackupStore(root=str(folder / "backups")),
+        "migration_lock": MigrationLock(path=str(folder / "migration.lock")),
+        # the real local model; the run's cache spares re-embedding the same demo texts
+        "embedder": EmbedderResource(cache_path=str(base_dir / "embedding-cache.sqlite")),
+        "reports": ReportStore(root=str(folder / "reports")),
+    }
