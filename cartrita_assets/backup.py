@@ -36,6 +36,7 @@ from cartrita_assets.manifest import (
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.pg.tools import run_tool
+from cartrita_assets.redis_copy.versions import server_version
 from cartrita_assets.secrets import private_dir
 
 Log = Callable[[str], None]
@@ -78,8 +79,8 @@ def preflight(v1: V1Settings, backup_root: Path, min_free_ratio: float = 2.0) ->
             f"({_size(size * min_free_ratio)}) and only {_size(free)} is free. Free some space "
             "or set CARTRITA_BACKUP_DIR to a larger disk."
         )
-    redis_version = _redis_version(v1.redis) if v1.redis else None
-    return Preflight(version, major, int(size), free, exts, redis_version)
+    redis_server = redis_version(v1.redis) if v1.redis else None
+    return Preflight(version, major, int(size), free, exts, redis_server)
 
 
 def _free_bytes(path: Path) -> int:
@@ -93,9 +94,10 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
 
-def _redis_version(settings: RedisSettings) -> str:
+def redis_version(settings: RedisSettings) -> str:
+    """What v1 Redis runs, e.g. ``Redis 7.0.15`` (one clear error when unreachable)."""
     try:
-        return str(client_for(settings).info("server")["redis_version"])
+        return str(server_version(client_for(settings)))
     except Exception as exc:
         raise PreflightError(
             f"Cannot reach v1 Redis at {settings.masked_url()}: {type(exc).__name__}. Check "
@@ -297,7 +299,7 @@ def _backup_redis(
     dbs = redis_copy.databases_in_use(client)
     log(f"Reading Redis keys from databases {dbs}")
     summary = redis_copy.write_backup(
-        folder / REDIS_NAME, redis_copy.read_keyspace(connect_db, dbs)
+        folder / REDIS_NAME, redis_copy.read_keyspace(connect_db, dbs, with_dump=True)
     )
     log(f"Redis: {summary.total_keys} keys ({summary.keys_with_ttl} with a TTL)")
     return RedisPart(

@@ -74,11 +74,13 @@ def build_resources(env: str | None = None, state: Path | None = None) -> dict[s
             demo_pg_port=_int_env("CARTRITA_DEMO_PG_PORT", 15432),
             demo_redis_port=_int_env("CARTRITA_DEMO_REDIS_PORT", 16379),
             demo_scale=_int_env("CARTRITA_DEMO_SCALE", 1),
+            demo_redis_server=os.environ.get("CARTRITA_DEMO_REDIS_SERVER", ""),
         ),
         "v2": LocalV2Target(
             base_dir=str(state / "v2"),
             pg_port=_int_env("CARTRITA_V2_PG_PORT", 32432),
             redis_port=_int_env("CARTRITA_V2_REDIS_PORT", 32379),
+            redis_server=os.environ.get("CARTRITA_V2_REDIS_SERVER", ""),
             namespace=namespace_from_env(),
         ),
         "backups": BackupStore(

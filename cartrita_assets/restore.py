@@ -23,6 +23,7 @@ from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect, server_major
 from cartrita_assets.pg.roles import ensure_role
 from cartrita_assets.pg.tools import run_tool
+from cartrita_assets.redis_copy.versions import ServerVersion, check_not_older, server_version
 
 Log = Callable[[str], None]
 MARKER = "cartrita.restored_from"
@@ -281,10 +282,31 @@ def _swap(conn: psycopg.Connection, staging: str, target: str, exists: bool) -> 
     return "replaced" if exists else "restored"
 
 
-def restore_redis(settings: RedisSettings, folder: Path, log: Log) -> redis_copy.RestoreSummary:
-    """Write every backed-up key into v2 Redis with its original absolute expiry."""
+def restore_redis(
+    settings: RedisSettings,
+    folder: Path,
+    log: Log,
+    path: str = "auto",
+    source_version: str = "",
+) -> redis_copy.RestoreSummary:
+    """Write every backed-up key into a Redis with its original absolute expiry.
+
+    Args:
+        settings: the Redis written to.
+        folder: the backup folder.
+        log: progress lines.
+        path: ``auto``, ``dump`` or ``logical`` (see :func:`redis_copy.restore_keyspace`).
+        source_version: the server the backup was read from (the manifest's); a target older
+            than it is refused before any key is written.
+    """
+    if source_version:
+        check_not_older(ServerVersion.parse(source_version), server_version(client_for(settings)))
     summary = redis_copy.restore_keyspace(
-        lambda db: client_for(replace(settings, db=db)), redis_copy.read_backup(folder / REDIS_NAME)
+        lambda db: client_for(replace(settings, db=db)),
+        redis_copy.read_backup(folder / REDIS_NAME),
+        path=path,
     )
-    log(f"Redis: {summary.restored} keys restored, {summary.expired_before_restore} had expired")
+    paths = ", ".join(f"db{db}: {how}" for db, how in summary.paths.items())
+    log(f"Redis: {summary.restored} keys restored ({paths or 'none'}), "
+        f"{summary.expired_before_restore} had expired")  # fmt: skip
     return summary

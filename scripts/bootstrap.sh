@@ -14,3 +14,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip check
   touch "$stamp"
 fi
+# The demo v1 runs a real Redis 7 (what Cartrita's Compose file runs); Debian ships it in
+# redis-tools (no service is started). Without root the demo falls back to the bundled valkey.
+if ! command -v redis-server >/dev/null && [ ! -x /usr/bin/redis-check-rdb ] \
+   && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-tools >/dev/null
+fi

@@ -10,12 +10,14 @@ from typing import Any
 import redis
 
 from cartrita_assets.demo.gen import _Gen
+from cartrita_assets.demo.redis_streams import apply_stream, stream_commands
 from cartrita_assets.demo.vocab import MODELS, NAMES, TAGS
 
 
 @dataclass(frozen=True)
 class RedisKey:
-    """One Redis key to create: ``kind`` is string/hash/list/set/zset; ``ttl_ms`` or None."""
+    """One Redis key to create: ``kind`` is string/hash/list/set/zset, or stream (``value``:
+    the commands that build it); ``ttl_ms`` or None."""
 
     db: int
     key: str
@@ -91,7 +93,9 @@ def _db1_keys(g: _Gen, scale: int) -> Iterator[RedisKey]:
 def redis_keys(scale: int = 1, seed: int = 42) -> list[RedisKey]:
     """Every key ``seed_redis`` writes, in write order (pure: no server needed)."""
     g = _Gen(seed, "redis")
-    return [*_db0_scaled(g, scale), *_db0_fixed(g, scale), *_db1_keys(g, scale)]
+    keys = [*_db0_scaled(g, scale), *_db0_fixed(g, scale), *_db1_keys(g, scale)]
+    streams = [RedisKey(db, key, "stream", cmds) for db, key, cmds in stream_commands(g, scale)]
+    return keys + streams
 
 
 def _client_for_db(client: redis.Redis, db: int) -> redis.Redis:
@@ -112,6 +116,11 @@ def _write_keys(client: redis.Redis, keys: Iterable[RedisKey]) -> int:
     }
     count = 0
     for k in keys:
+        if k.kind == "stream":
+            pipe.execute()  # streams run their commands in order, after the keys before them
+            apply_stream(client, k.value)
+            count += 1
+            continue
         writers[k.kind](k)
         if k.ttl_ms is not None:
             pipe.pexpire(k.key, k.ttl_ms)

@@ -15,6 +15,12 @@ from cartrita_assets.demo import dataset
 from cartrita_assets.envfile import PostgresSettings, V1Settings, read_env_file
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.redis import LocalRedis
+from cartrita_assets.local.redis_servers import (
+    ServerBinary,
+    bundled_server,
+    server_from_path,
+    system_redis7,
+)
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.pg.roles import ensure_role
 from cartrita_assets.secrets import new_password, write_private_file
@@ -32,6 +38,8 @@ class DemoV1:
         pg_port, redis_port: TCP ports on 127.0.0.1.
         scale: size of the synthetic data set (rows grow linearly).
         seed: random seed; the same (scale, seed) always gives the same data.
+        redis_server: the Redis server binary to run; empty: the machine's Redis 7 (what
+            Cartrita's Compose file runs), or the bundled valkey-server when there is none.
     """
 
     base_dir: Path
@@ -41,6 +49,7 @@ class DemoV1:
     seed: int = 42
     durable: bool = True
     log: Callable[[str], None] = lambda _m: None
+    redis_server: str = ""
 
     @property
     def env_file(self) -> Path:
@@ -53,7 +62,20 @@ class DemoV1:
     def servers(self) -> tuple[LocalPostgres, LocalRedis]:
         """The demo's PostgreSQL and Redis servers."""
         pg = LocalPostgres(self.base_dir / "postgres", self.pg_port, self.durable, self.log)
-        return pg, LocalRedis(self.base_dir / "redis", self.redis_port, self.log)
+        rds = LocalRedis(self.base_dir / "redis", self.redis_port, self.log, self.redis_binary())
+        return pg, rds
+
+    def redis_binary(self) -> ServerBinary:
+        """The demo's Redis server: the setting, else the machine's Redis 7, else valkey."""
+        if self.redis_server:
+            return server_from_path(self.redis_server)
+        found = system_redis7()
+        if found is None:
+            self.log(
+                "No Redis 7 on this machine (Debian: apt-get install redis-tools): the demo v1 "
+                "Redis runs the bundled valkey-server instead"
+            )
+        return found or bundled_server()
 
     def ensure(self) -> V1Settings:
         """Start the demo servers, seed them once, and return the demo's v1 settings."""

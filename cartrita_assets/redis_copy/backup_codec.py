@@ -1,4 +1,8 @@
-"""One backup line: a KeyRecord as a JSON object (bytes base64, scores as ``repr``) and back."""
+"""One backup line: a KeyRecord as a JSON object (bytes base64, scores as ``repr``) and back.
+
+Format 2 adds a stream's state (``stream``: counters, groups, consumers, pending entries) and the
+key's ``DUMP`` payload (``dump``); format 1 lines have neither and still read.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 
 from cartrita_assets.errors import BackupIntegrityError
 from cartrita_assets.redis_copy.records import SUPPORTED_TYPES, KeyRecord, _unsupported_type
+from cartrita_assets.redis_copy.stream_codec import decode_state, encode_state
 
 
 def _b64(data: bytes) -> str:
@@ -55,6 +60,10 @@ def _record_line(rec: KeyRecord) -> str:
     }
     if rec.stream_last_id is not None:
         obj["stream_last_id"] = _b64(rec.stream_last_id)
+    if rec.stream is not None:
+        obj["stream"] = encode_state(rec.stream)
+    if rec.dump is not None:
+        obj["dump"] = _b64(rec.dump)
     return json.dumps(obj, separators=(",", ":")) + "\n"
 
 
@@ -64,6 +73,8 @@ def _record_from(path: Path, number: int, obj: dict[str, Any]) -> KeyRecord:
         if type_name not in SUPPORTED_TYPES:
             raise ValueError(type_name)
         last_id = obj.get("stream_last_id")
+        state = obj.get("stream")
+        dump = obj.get("dump")
         return KeyRecord(
             db=int(obj["db"]),
             key=_unb64(obj["key"]),
@@ -71,6 +82,8 @@ def _record_from(path: Path, number: int, obj: dict[str, Any]) -> KeyRecord:
             value=_decode_value(type_name, obj["value"]),
             expire_at_ms=None if obj["expire_at_ms"] is None else int(obj["expire_at_ms"]),
             stream_last_id=None if last_id is None else _unb64(last_id),
+            stream=None if state is None else decode_state(state),
+            dump=None if dump is None else _unb64(dump),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise BackupIntegrityError(

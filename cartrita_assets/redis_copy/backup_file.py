@@ -14,7 +14,8 @@ from cartrita_assets.redis_copy.backup_codec import _record_from, _record_line
 from cartrita_assets.redis_copy.records import KeyRecord, _digest_of
 
 BACKUP_FORMAT = "cartrita-redis-keyspace"
-BACKUP_VERSION = 1
+BACKUP_VERSION = 2  # 2: streams carry counters, groups and pending entries; DUMP payloads
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -150,9 +151,10 @@ def _parse_line(path: Path, number: int, line: str) -> dict[str, Any]:
 
 def _check_header(path: Path, line: str) -> None:
     obj = _parse_line(path, 1, line) if line else {}
-    if obj.get("format") != BACKUP_FORMAT or obj.get("version") != BACKUP_VERSION:
+    if obj.get("format") != BACKUP_FORMAT or obj.get("version") not in READABLE_VERSIONS:
         raise BackupIntegrityError(
-            f"{path} is not a {BACKUP_FORMAT} v{BACKUP_VERSION} file (bad or missing header)."
+            f"{path} is not a {BACKUP_FORMAT} file of version "
+            f"{' or '.join(map(str, READABLE_VERSIONS))} (bad or missing header)."
         )
 
 

@@ -10,6 +10,9 @@ import redis
 from cartrita_assets.errors import PreflightError
 from cartrita_assets.redis_copy.client import Connect, _check_client, _server_major
 from cartrita_assets.redis_copy.records import KeyRecord, StreamEntry, _unsupported_type, key_label
+from cartrita_assets.redis_copy.streams import StreamState, read_state
+
+_Read = tuple[object, StreamState | None]
 
 
 def databases_in_use(client: redis.Redis) -> list[int]:
@@ -26,7 +29,7 @@ def databases_in_use(client: redis.Redis) -> list[int]:
 
 
 def read_keyspace(
-    connect: Connect, dbs: Iterable[int] | None = None, batch: int = 500
+    connect: Connect, dbs: Iterable[int] | None = None, batch: int = 500, with_dump: bool = False
 ) -> Iterator[KeyRecord]:
     """Read every key of the given dbs as :class:`KeyRecord` s, paging through big values.
 
@@ -34,12 +37,13 @@ def read_keyspace(
         connect: returns a client (``decode_responses=False``) for a db number.
         dbs: dbs to read; ``None`` means every db ``INFO keyspace`` lists.
         batch: SCAN ``COUNT`` and page size for collection reads.
+        with_dump: also read each key's ``DUMP`` payload (for the byte-exact copy path).
 
     Returns:
         An iterator of records, db by db. Keys that vanish while being read are skipped.
 
     Raises:
-        PreflightError: a module-type key, a stream with consumer groups, a decoding client.
+        PreflightError: a module-type key or a decoding client.
     """
     clients: dict[int, redis.Redis] = {}
     if dbs is None:
@@ -48,22 +52,35 @@ def read_keyspace(
     for db in sorted(set(dbs)):
         client = clients[db] if db in clients else connect(db)
         _check_client(client)
-        yield from _read_db(client, db, batch, _server_major(client) >= 7)
+        has_expiretime = _server_major(client) >= 7
+        yield from _read_db(client, db, batch, has_expiretime, with_dump)
 
 
-def _read_db(client: redis.Redis, db: int, batch: int, has_expiretime: bool) -> Iterator[KeyRecord]:
+def _read_db(
+    client: redis.Redis, db: int, batch: int, has_expiretime: bool, with_dump: bool
+) -> Iterator[KeyRecord]:
     for keys in _scan_pages(client, batch):
         metas = _read_meta(client, keys, has_expiretime)
         strings = _read_strings(client, [k for k, t, _ in metas if t == "string"])
+        dumps = _read_dumps(client, [k for k, _, _ in metas]) if with_dump else {}
         for key, type_name, expire_at in metas:
             if type_name == "string":
-                read: tuple[object, bytes | None] | None = (
-                    (strings[key], None) if strings.get(key) is not None else None
-                )
+                read: _Read | None = (strings[key], None) if strings.get(key) is not None else None
             else:
                 read = _read_value(client, db, key, type_name, batch)
             if read is not None:
-                yield KeyRecord(db, key, type_name, read[0], expire_at, read[1])
+                value, state = read
+                last_id = state.last_id if state is not None else None
+                dump = dumps.get(key)
+                yield KeyRecord(db, key, type_name, value, expire_at, last_id, state, dump)
+
+
+def _read_dumps(client: redis.Redis, keys: list[bytes]) -> dict[bytes, bytes | None]:
+    """``DUMP`` payloads, one pipeline per page (read like the values: stop writers first)."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.dump(key)
+    return dict(zip(keys, pipe.execute(), strict=True))
 
 
 def _scan_pages(client: redis.Redis, batch: int) -> Iterator[list[bytes]]:
@@ -121,8 +138,8 @@ def _read_strings(client: redis.Redis, keys: list[bytes]) -> dict[bytes, bytes |
 
 def _read_value(
     client: redis.Redis, db: int, key: bytes, type_name: str, batch: int
-) -> tuple[object, bytes | None] | None:
-    """Read one non-string key: ``(value, stream_last_id)``, or ``None`` if it vanished."""
+) -> _Read | None:
+    """Read one non-string key: ``(value, stream state)``, or ``None`` if it vanished."""
     reader = _READERS.get(type_name)
     if reader is None:
         raise _unsupported_type(db, key, type_name)
@@ -164,22 +181,14 @@ def _read_list(client: redis.Redis, db: int, key: bytes, batch: int) -> tuple[ob
             return _non_empty(items)
 
 
-def _read_stream(
-    client: redis.Redis, db: int, key: bytes, batch: int
-) -> tuple[object, bytes | None] | None:
+def _read_stream(client: redis.Redis, db: int, key: bytes, batch: int) -> _Read | None:
     try:
         info = client.xinfo_stream(key)
     except redis.ResponseError as exc:
         if "no such key" in str(exc).lower():
             return None
         raise
-    if int(info.get("groups", 0)):
-        raise PreflightError(
-            f"Redis stream {key_label(db, key)} has {info['groups']} consumer group(s); consumer "
-            "groups and their pending entries are not copied. Let its consumers drain it, "
-            "remove the groups with XGROUP DESTROY (consumers recreate them on v2), then rerun."
-        )
-    return _read_stream_entries(client, key, batch), info["last-generated-id"]
+    return _read_stream_entries(client, key, batch), read_state(client, key, info, batch)
 
 
 def _read_stream_entries(client: redis.Redis, key: bytes, batch: int) -> list[StreamEntry]:
@@ -203,7 +212,7 @@ def _next_stream_id(entry_id: bytes) -> bytes:
     return f"{ms}-{seq + 1}".encode()
 
 
-_READERS: dict[str, Callable[[redis.Redis, int, bytes, int], tuple[object, bytes | None] | None]]
+_READERS: dict[str, Callable[[redis.Redis, int, bytes, int], _Read | None]]
 _READERS = {
     "hash": _read_hash,
     "set": _read_set,

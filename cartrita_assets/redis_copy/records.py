@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cartrita_assets.errors import PreflightError
+from cartrita_assets.redis_copy.streams import StreamState, state_parts
 
 SUPPORTED_TYPES = ("string", "hash", "list", "set", "zset", "stream")
 _DIGEST_DOMAIN = b"cartrita_assets.redis_copy/v1"
@@ -42,7 +43,9 @@ class KeyRecord:
     list -> ``list[bytes]`` in order; set -> ``list[bytes]`` sorted; zset ->
     ``list[tuple[member, float score]]`` sorted by member; stream -> ``list[(id, [(field,
     value), ...])]`` in id order (fields in stored order, duplicates kept).
-    ``stream_last_id`` is the stream's last generated id (``None``: the last entry's id).
+    ``stream_last_id`` is the stream's last generated id (``None``: the last entry's id);
+    ``stream`` its counters and consumer groups (``None`` in backups of format 1, which had
+    neither). ``dump`` is the key's ``DUMP`` payload when it was read with one (never compared).
     """
 
     db: int
@@ -51,6 +54,12 @@ class KeyRecord:
     value: object
     expire_at_ms: int | None
     stream_last_id: bytes | None = None
+    stream: StreamState | None = None
+    dump: bytes | None = field(default=None, compare=False, repr=False)
+
+    def legacy(self) -> KeyRecord:
+        """This record as format 1 saw it: a stream without counters and groups."""
+        return replace(self, stream=None) if self.stream is not None else self
 
     def digest(self) -> str:
         """SHA-256 hex of an unambiguous encoding of (db, key, type, value); the TTL is excluded.
@@ -90,6 +99,8 @@ def _value_parts(rec: KeyRecord) -> Iterator[bytes]:
             yield repr(float(other)).encode() if rec.type == "zset" else other
     elif rec.type == "stream":
         yield from _stream_parts(value, rec.stream_last_id)
+        if rec.stream is not None:
+            yield from state_parts(rec.stream)
     else:
         raise _unsupported_type(rec.db, rec.key, rec.type)
 

@@ -56,9 +56,11 @@ class KubernetesV2Target(V2Target):
         """A client for the configured cluster (made on use, never at import)."""
         return make_cluster(self.kubeconfig, self.context)
 
-    def cluster_params(self, v1_major: int, secret_names: dict[str, str]) -> ClusterParams:
+    def cluster_params(
+        self, v1_major: int, secret_names: dict[str, str], v1_redis: str = ""
+    ) -> ClusterParams:
         return replace(
-            super().cluster_params(v1_major, secret_names),
+            super().cluster_params(v1_major, secret_names, v1_redis),
             storage_class=self.storage_class,
             postgres_storage=self.postgres_storage,
             redis_storage=self.redis_storage,
@@ -114,8 +116,10 @@ class KubernetesV2Target(V2Target):
             f"{self.namespace} (server-side apply)"
         )
 
-    def publish_cluster(self, v1_major: int, secret_names: dict[str, str], log: Log) -> str:
-        objects = self.cluster_objects(v1_major, secret_names)
+    def publish_cluster(
+        self, v1_major: int, secret_names: dict[str, str], log: Log, v1_redis: str = ""
+    ) -> str:
+        objects = self.cluster_objects(v1_major, secret_names, v1_redis)
         job = self.migrate_job(secret_names)
         self.preflight([*objects, job], log)
         folder = private_dir(Path(self.state_dir))

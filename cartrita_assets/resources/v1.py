@@ -27,6 +27,7 @@ class V1Source(dg.ConfigurableResource):
     demo_redis_port: int = 16379
     demo_scale: int = 1
     demo_durable: bool = True
+    demo_redis_server: str = ""
 
     def resolved_env_file(self) -> Path | None:
         """The environment file in use, or None when v1 is the demo."""
@@ -57,6 +58,7 @@ class V1Source(dg.ConfigurableResource):
         return DemoV1(
             Path(self.demo_dir), self.demo_pg_port, self.demo_redis_port,
             scale=self.demo_scale, durable=self.demo_durable, log=log,
+            redis_server=self.demo_redis_server,
         )  # fmt: skip
 
     def settings(

@@ -17,6 +17,7 @@ from cartrita_assets.k8s.manifests import (
     MIGRATE_JOB_MANIFEST,
     MIN_PGVECTOR_MAJOR,
     ClusterParams,
+    redis_image,
     render_cluster,
     render_migrate_job,
     sort_for_apply,
@@ -25,6 +26,7 @@ from cartrita_assets.k8s.manifests import (
 )
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.redis import LocalRedis
+from cartrita_assets.local.redis_servers import server_from_path
 from cartrita_assets.secrets import new_password, private_dir, write_private_file
 
 Log = Callable[[str], None]
@@ -40,18 +42,25 @@ class V2Target(dg.ConfigurableResource):
 
     namespace: str = DEFAULT_NAMESPACE
 
-    def cluster_params(self, v1_major: int, secret_names: dict[str, str]) -> ClusterParams:
-        """What `render_cluster` patches into k8s/pgvector-redis.yaml for this target."""
+    def cluster_params(
+        self, v1_major: int, secret_names: dict[str, str], v1_redis: str = ""
+    ) -> ClusterParams:
+        """What `render_cluster` patches into k8s/pgvector-redis.yaml for this target
+        (``v1_redis``: v1's Redis, e.g. ``Redis 7.0.15``; the Redis image is never older)."""
         return ClusterParams(
             namespace=self.namespace,
             postgres_major=max(v1_major, MIN_PGVECTOR_MAJOR),
+            redis_image=redis_image(v1_redis),
             postgres_secret=secret_names["postgres"],
             redis_secret=secret_names["redis"],
         )
 
-    def cluster_objects(self, v1_major: int, secret_names: dict[str, str]) -> Objects:
+    def cluster_objects(
+        self, v1_major: int, secret_names: dict[str, str], v1_redis: str = ""
+    ) -> Objects:
         """v2's data tier in apply order (Namespace, Services, StatefulSets)."""
-        return sort_for_apply(render_cluster(self.cluster_params(v1_major, secret_names)))
+        params = self.cluster_params(v1_major, secret_names, v1_redis)
+        return sort_for_apply(render_cluster(params))
 
     def migrate_job(self, secret_names: dict[str, str]) -> dict[str, Any]:
         """k8s/job-db-migrate.yaml for this namespace and the current PostgreSQL Secret."""
@@ -99,8 +108,10 @@ class V2Target(dg.ConfigurableResource):
         """Make the Secrets available to v2; returns what was done (for the metadata)."""
         raise NotImplementedError
 
-    def publish_cluster(self, v1_major: int, secret_names: dict[str, str], log: Log) -> str:
-        """Render (and in a cluster, apply) v2's objects for v1's PostgreSQL major."""
+    def publish_cluster(
+        self, v1_major: int, secret_names: dict[str, str], log: Log, v1_redis: str = ""
+    ) -> str:
+        """Render (and in a cluster, apply) v2's objects for v1's PostgreSQL major and Redis."""
         raise NotImplementedError
 
     def status_lines(self) -> list[str]:
@@ -119,12 +130,14 @@ class LocalV2Target(V2Target):
     pg_port: int = 32432
     redis_port: int = 32379
     durable: bool = True
+    redis_server: str = ""  # a Redis server binary; empty: the bundled valkey-server
 
     def servers(self, log: Log = lambda _m: None) -> tuple[LocalPostgres, LocalRedis]:
         """The two local servers (not started)."""
         base = Path(self.base_dir)
         pg = LocalPostgres(base / "postgres", self.pg_port, self.durable, log)
-        return pg, LocalRedis(base / "redis", self.redis_port, log)
+        server = server_from_path(self.redis_server) if self.redis_server else None
+        return pg, LocalRedis(base / "redis", self.redis_port, log, server)
 
     def ensure_running(self, log: Log, redis_password: str | None = None) -> dict[str, str]:
         pg, rds = self.servers(log)
@@ -165,8 +178,10 @@ class LocalV2Target(V2Target):
         log(f"Local environment: Secrets rendered to {path} (0600), not applied")
         return f"rendered to {path} (0600), not applied: local environment"
 
-    def publish_cluster(self, v1_major: int, secret_names: dict[str, str], log: Log) -> str:
-        objects = self.cluster_objects(v1_major, secret_names)
+    def publish_cluster(
+        self, v1_major: int, secret_names: dict[str, str], log: Log, v1_redis: str = ""
+    ) -> str:
+        objects = self.cluster_objects(v1_major, secret_names, v1_redis)
         job = self.migrate_job(secret_names)
         self.preflight([*objects, job], log)
         folder = self.rendered_dir()

@@ -373,7 +373,6 @@ def test_write_to_v1_after_backup_is_reported(resources, instance):
         # the new run takes a new backup that includes the write: everything passes again
         assert all(check_results(result).values())
         checks_only = _checks_and_probe(resources, instance)
-        # v1_unchanged_since_backup has WARN severity: ask for warnings to see it
         assert check_results(checks_only, warnings=True)["v1_unchanged_since_backup"] is True
         with connect(v1, role="test") as conn:
             conn.execute("UPDATE public.users SET name = name || '?' WHERE id = 5")

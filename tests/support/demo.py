@@ -22,13 +22,16 @@ def v1_source(demo: Any, env_file: Path | None = None) -> V1Source:
         demo_redis_port=demo.redis_port,
         demo_scale=demo.scale,
         demo_durable=False,
+        demo_redis_server=demo.redis_server,
     )
 
 
 @contextlib.contextmanager
-def running_demo(folder: Path) -> Iterator[DemoV1]:
+def running_demo(folder: Path, redis_server: str = "") -> Iterator[DemoV1]:
     """A seeded demo v1 (scale 1) under ``folder``, stopped on exit."""
-    demo = DemoV1(folder, free_port(), free_port(), scale=1, durable=False)
+    demo = DemoV1(
+        folder, free_port(), free_port(), scale=1, durable=False, redis_server=redis_server
+    )
     try:
         demo.ensure()
         yield demo

@@ -38,7 +38,14 @@ class Watcher(threading.Thread):
         while not self.stop_event.is_set():
             for pid, line in cmdlines().items():
                 if any(
-                    tool in line for tool in ("pg_dump", "pg_restore", "postgres", "redis-server")
+                    tool in line
+                    for tool in (
+                        "pg_dump",
+                        "pg_restore",
+                        "postgres",
+                        "redis-server",
+                        "valkey-server",
+                    )
                 ):
                     self.seen.add(line)
                 if self.trigger and not self.fired and self.trigger in line and pid != os.getpid():

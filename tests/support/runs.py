@@ -72,7 +72,10 @@ def event_log_text(instance: dg.DagsterInstance, run_id: str) -> str:
 
 
 def materialize(
-    resources: dict[str, Any], instance: dg.DagsterInstance, *keys: str
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    *keys: str,
+    run_config: dict[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Materialize only ``keys`` (with their checks), as a user does from the UI."""
     defs = build_definitions(resources)
@@ -80,6 +83,7 @@ def materialize(
     result = job.execute_in_process(
         instance=instance,
         asset_selection=[dg.AssetKey(k) for k in keys],
+        run_config=run_config or {},
         raise_on_error=False,
     )
     release_run_lock(result.run_id)

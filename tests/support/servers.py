@@ -72,7 +72,9 @@ class SessionV2:
             for name in roles:
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
                 conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
-        client_for(target.redis()).flushall()
+        redis = client_for(target.redis())
+        redis.replicaof("NO", "ONE")  # a copy by replication may have left it a replica
+        redis.flushall()
         shutil.rmtree(target.rendered_dir(), ignore_errors=True)
         return target
 

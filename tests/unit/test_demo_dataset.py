@@ -172,7 +172,7 @@ def test_redis_keys_are_deterministic_and_varied():
     assert keys != ds.redis_keys(1, 7)
     assert 50 <= len(keys) <= 100
     assert {k.db for k in keys} == {0, 1}
-    assert {k.kind for k in keys} == {"string", "hash", "list", "set", "zset"}
+    assert {k.kind for k in keys} == {"string", "hash", "list", "set", "zset", "stream"}
     assert len({(k.db, k.key) for k in keys}) == len(keys)
     assert any(not k.key.isascii() for k in keys)
     values = [k.value for k in keys if k.kind == "string"]

@@ -2,9 +2,12 @@
 
 import dagster as dg
 
+from cartrita_assets.backup import redis_version
 from cartrita_assets.defs.cluster.secrets import k8s_secrets, v1_major
 from cartrita_assets.defs.common import OWNERS, progress, user_errors
+from cartrita_assets.local.redis import client_for
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.redis_copy.versions import ServerVersion, check_not_older, server_version
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.resources.v2 import V2Target
@@ -23,9 +26,11 @@ def pgvector_cluster(
         settings = v1.settings(progress(context))
         v1_redis_password = settings.redis.password if settings.redis else None
         names = secret_names(context)
+        v1_redis = redis_version(settings.redis) if settings.redis else ""
         # objects first: in a cluster, readiness is waited on after they are applied
-        manifests = v2.publish_cluster(v1_major(settings), names, progress(context))
+        manifests = v2.publish_cluster(v1_major(settings), names, progress(context), v1_redis)
         endpoints = v2.ensure_running(progress(context), v2.redis_password(v1_redis_password))
+        v2_redis = check_redis_not_older(v1_redis, v2)
         with connect(v2.admin(), role="v2 PostgreSQL") as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
             vector = conn.execute(
@@ -37,8 +42,18 @@ def pgvector_cluster(
                 "manifests": manifests,
                 "postgres_version": version,
                 "pgvector_version": vector[0] if vector else "not available",
+                "v1_redis_version": v1_redis or "v1 has no Redis",
+                "v2_redis_version": v2_redis,
             }
         )
+
+
+def check_redis_not_older(v1_redis: str, v2: V2Target) -> str:
+    """v2 Redis's version, refused (before anything is written to it) when older than v1's."""
+    v2_redis = server_version(client_for(v2.redis()))
+    if v1_redis:
+        check_not_older(ServerVersion.parse(v1_redis), v2_redis)
+    return str(v2_redis)
 
 
 def secret_names(context: dg.AssetExecutionContext) -> dict[str, str]:

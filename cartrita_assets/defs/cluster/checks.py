@@ -9,6 +9,7 @@ import redis
 from cartrita_assets.defs.cluster.assets import pgvector_cluster
 from cartrita_assets.local.redis import client_for
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.redis_copy.versions import server_version
 from cartrita_assets.resources.v2 import V2Target
 
 
@@ -37,12 +38,13 @@ def pgvector_extension_available(v2: V2Target) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=pgvector_cluster, blocking=True)
 def redis_responds(v2: V2Target) -> dg.AssetCheckResult:
-    """v2 Redis answers an authenticated PING."""
+    """v2 Redis answers an authenticated PING (its server and version in the metadata, e.g.
+    ``valkey 9.1.2``)."""
     client = client_for(v2.redis())
     started = time.perf_counter()
     try:
         client.ping()
-        version = client.info("server")["redis_version"]
+        version = server_version(client)
     except redis.RedisError as exc:
         return dg.AssetCheckResult(passed=False, metadata={"error": type(exc).__name__})
     return dg.AssetCheckResult(

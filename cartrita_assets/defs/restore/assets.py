@@ -1,5 +1,7 @@
 """restored_db: v1's data in v2, restored from the verified backup."""
 
+from typing import Literal
+
 import dagster as dg
 
 from cartrita_assets.defs.backup.assets import v1_backup
@@ -17,6 +19,9 @@ class RestoreConfig(dg.Config):
 
     replace_existing_database: bool = False
     """Replace a v2 database that this project did not restore, or that changed since."""
+    redis_copy_path: Literal["auto", "dump", "logical"] = "auto"
+    """How Redis keys reach v2: ``dump`` (byte-exact DUMP/RESTORE, where v2 loads v1's
+    payloads), ``logical`` (rebuilt command by command), or ``auto`` (dump where possible)."""
 
 
 @dg.asset(
@@ -46,9 +51,13 @@ def restored_db(
             v2.admin(), folder, manifest, app,
             log=log, replace_existing=config.replace_existing_database, jobs=backups.dump_jobs,
         )  # fmt: skip
-        redis_restored = 0
+        redis_restored, redis_paths = 0, "v1 has no Redis"
         if manifest.redis is not None:
-            redis_restored = restore_redis(v2.redis(), folder, log).restored
+            summary = restore_redis(
+                v2.redis(), folder, log, config.redis_copy_path, manifest.redis.server_version
+            )
+            redis_restored = summary.restored
+            redis_paths = ", ".join(f"db{db}: {how}" for db, how in summary.paths.items())
         return dg.MaterializeResult(
             metadata={
                 "backup_id": manifest.backup_id,
@@ -62,5 +71,6 @@ def restored_db(
                 "tables": len(manifest.postgres.tables),
                 "dagster/row_count": sum(t.rows for t in manifest.postgres.tables.values()),
                 "redis_keys_restored": redis_restored,
+                "redis_copy_paths": redis_paths or "no keys",
             }
         )
