@@ -1,4 +1,5 @@
-"""Session fixtures: a real demo v1 (PostgreSQL 18 + pgvector, Redis) and per-test v2 servers."""
+"""Session fixtures: a real demo v1 (PostgreSQL 18 + pgvector, Redis) and one v2 for the run,
+reset to a fresh v2 before each test (``support.servers``)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from helpers import running_demo, v1_source
+from support.demo import running_demo
+from support.runs import local_resources
+from support.servers import SessionV2
 
 from cartrita_assets.demo.servers import DemoV1
 from cartrita_assets.local.system import free_port
-from cartrita_assets.resources.embedder import EmbedderResource
-from cartrita_assets.resources.lock import MigrationLock
-from cartrita_assets.resources.reports import ReportStore
-from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v2 import LocalV2Target
 
 
@@ -50,9 +49,27 @@ def test_dir(base_dir: Path, request: pytest.FixtureRequest) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def session_v2(base_dir: Path) -> Iterator[SessionV2]:
+    """The run's v2 servers (started once)."""
+    servers = SessionV2(base_dir / "v2")
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
 @pytest.fixture
-def v2(test_dir: Path) -> Iterator[LocalV2Target]:
-    """A v2 of its own for each test (a fresh server starts in well under a second)."""
+def v2(session_v2: SessionV2) -> LocalV2Target:
+    """The run's v2, reset for this test: no databases or roles of earlier tests, Redis empty,
+    running. Tests that kill or break v2 use ``own_v2`` instead."""
+    return session_v2.reset()
+
+
+@pytest.fixture
+def own_v2(test_dir: Path) -> Iterator[LocalV2Target]:
+    """A v2 of this test's own (fault injection kills it; a fresh server starts in about a
+    second)."""
     target = LocalV2Target(
         base_dir=str(test_dir / "v2"), pg_port=free_port(), redis_port=free_port(), durable=False
     )
@@ -65,15 +82,7 @@ def v2(test_dir: Path) -> Iterator[LocalV2Target]:
 @pytest.fixture
 def resources(demo_v1: DemoV1, v2: LocalV2Target, test_dir: Path, base_dir: Path) -> dict[str, Any]:
     """The local environment's resources, wired to the test's servers and folders."""
-    return {
-        "v1": v1_source(demo_v1),
-        "v2": v2,
-        "backups": BackupStore(root=str(test_dir / "backups")),
-        "migration_lock": MigrationLock(path=str(test_dir / "migration.lock")),
-        # the real local model; the session's cache spares re-embedding the same demo texts
-        "embedder": EmbedderResource(cache_path=str(base_dir / "embedding-cache.sqlite")),
-        "reports": ReportStore(root=str(test_dir / "reports")),
-    }
+    return local_resources(demo_v1, v2, test_dir, base_dir)
 
 
 @pytest.fixture

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from cartrita_assets.migrations import MigrationRunner
-from cartrita_assets.paths import data_path
 from cartrita_assets.pg.connect import connect
 
 
 @pytest.fixture
-def db(v2):
-    """A migrated empty database on the test's own v2 server, in a session opened after the
-    migrations (so the database's defaults apply); ``db.settings`` opens more sessions."""
-    v2.ensure_running(lambda _m: None)
-    with connect(v2.admin(), role="test") as conn:
-        conn.execute("CREATE DATABASE vec")
+def db(v2, session_v2):
+    """A migrated empty database (a clone of the run's migrated template) on the test's v2, in a
+    session opened after it was made (so the database's defaults apply); ``db.settings`` opens
+    more sessions."""
+    session_v2.migrated_database("vec")
     settings = v2.admin("vec")
-    MigrationRunner(settings, data_path("sql") / "migrations").migrate()
     with connect(settings, role="test") as conn:
         conn.settings = settings  # type: ignore[attr-defined]
         yield conn

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
-from helpers import (
+from support.demo import v1_source
+from support.runs import (
     check_results,
     event_log_text,
     failure_messages,
+    local_resources,
     materialize,
     materialized,
     run_job,
-    v1_source,
 )
 
 from cartrita_assets import redis_copy
 from cartrita_assets.local.redis import client_for
+from cartrita_assets.local.system import free_port
 from cartrita_assets.manifest import DUMP_NAME, Manifest
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.resources.v2 import LocalV2Target
 
 pytestmark = pytest.mark.integration
 
@@ -86,13 +91,40 @@ def _sequences(settings, dbname: str) -> dict[str, tuple[int, bool]]:
         }
 
 
+@dataclass
+class Forwarded:
+    """One green forward run and what it ran on."""
+
+    resources: dict[str, Any]
+    instance: dg.DagsterInstance
+    result: dg.ExecuteInProcessResult
+
+
+@pytest.fixture(scope="module")
+def forwarded(base_dir: Path, demo_v1) -> Iterator[Forwarded]:
+    """One forward run on a fresh v2 of this module's own, shared by the tests that only read
+    what it left (v2, the backup, the report, the run's events) or change v2 and put it back."""
+    folder = base_dir / "forwarded"
+    folder.mkdir()
+    folder.chmod(0o755)
+    v2 = LocalV2Target(
+        base_dir=str(folder / "v2"), pg_port=free_port(), redis_port=free_port(), durable=False
+    )
+    resources = local_resources(demo_v1, v2, folder, base_dir)
+    try:
+        with dg.instance_for_test() as instance:
+            yield Forwarded(resources, instance, run_job(resources, instance))
+    finally:
+        v2.stop(lambda _m: None)
+
+
 def _redis_state(settings) -> dict[tuple[int, bytes], tuple[str, int | None]]:
     records = redis_copy.read_keyspace(lambda db: client_for(replace(settings, db=db)))
     return {(r.db, r.key): (r.digest(), r.expire_at_ms) for r in records}
 
 
-def test_demo_v1_to_v2_loses_nothing(resources, instance, demo_v1):
-    result = run_job(resources, instance)
+def test_demo_v1_to_v2_loses_nothing(forwarded):
+    resources, result = forwarded.resources, forwarded.result
 
     assert result.success, failure_messages(result)
     assert materialized(result) == {
@@ -199,20 +231,26 @@ def _checks_and_probe(resources, instance) -> dg.ExecuteInProcessResult:
     )
 
 
-def test_changed_v2_row_fails_content_hash_and_blocks_downstream(resources, instance):
-    assert run_job(resources, instance).success
+def test_changed_v2_row_fails_content_hash_and_blocks_downstream(forwarded):
+    resources, instance = forwarded.resources, forwarded.instance
+    assert forwarded.result.success
     untouched = _checks_and_probe(resources, instance)
     assert check_results(untouched)["content_hashes_match_v1"] is True
     assert "downstream_probe" in materialized(untouched)
 
     with connect(resources["v2"].admin("cartrita"), role="test") as conn:
+        (name,) = conn.execute("SELECT name FROM public.users WHERE id = 3").fetchone()
         conn.execute("UPDATE public.users SET name = name || '!' WHERE id = 3")
-    result = _checks_and_probe(resources, instance)
+    try:
+        result = _checks_and_probe(resources, instance)
 
-    checks = check_results(result)
-    assert checks["content_hashes_match_v1"] is False
-    assert checks["row_counts_match_v1"] is True  # same rows, different content
-    assert "downstream_probe" not in materialized(result)
+        checks = check_results(result)
+        assert checks["content_hashes_match_v1"] is False
+        assert checks["row_counts_match_v1"] is True  # same rows, different content
+        assert "downstream_probe" not in materialized(result)
+    finally:  # leave the shared run's v2 as the run made it
+        with connect(resources["v2"].admin("cartrita"), role="test") as conn:
+            conn.execute("UPDATE public.users SET name = %s WHERE id = 3", (name,))
 
 
 def test_tampered_dump_is_refused_before_restore(resources, instance):
@@ -232,11 +270,12 @@ def test_tampered_dump_is_refused_before_restore(resources, instance):
         assert found.fetchone()[0] == 0
 
 
-def test_major_downgrade_is_refused(resources, instance):
+def test_major_downgrade_is_refused(forwarded):
     from cartrita_assets.errors import PreflightError
     from cartrita_assets.restore import check_target
 
-    assert run_job(resources, instance).success
+    resources = forwarded.resources
+    assert forwarded.result.success
     folder = next(Path(resources["backups"].root).iterdir())
     manifest = Manifest.load(folder)
     manifest.postgres.major = 19  # as if v1 ran a newer PostgreSQL than v2

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import check_results, event_log_text, failure_messages, run_job, v1_source
+from support.demo import v1_source
+from support.runs import check_results, event_log_text, failure_messages, run_job
 
 from cartrita_assets.envfile import V1Settings, read_env_file
 from cartrita_assets.local.redis import client_for

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import check_results, failure_messages, run_job
+from support.runs import check_results, failure_messages, run_job
 
 from cartrita_assets.errors import ChecksumMismatch, MigrationError, MigrationLockTimeout
 from cartrita_assets.migrations import MigrationRunner, load_migrations

@@ -11,24 +11,19 @@ import dagster as dg
 import numpy as np
 import psycopg
 import pytest
-from helpers import check_results, materialized
+from support.runs import check_results, materialized
+from support.servers import SessionV2
 
 from cartrita_assets.definitions import build_definitions
 from cartrita_assets.defs.operations import JOBS, SCHEDULES, SENSORS
 from cartrita_assets.defs.operations.alerts import (
     check_failure_alert_sensor,
 )
-from cartrita_assets.defs.operations.schedules import build_health_checks_schedule
 from cartrita_assets.defs.operations.sensors import (
-    _stale_request,
     index_volume_sensor,
     stale_embeddings_sensor,
 )
 from cartrita_assets.environments import build_resources
-from cartrita_assets.errors import CartritaError
-from cartrita_assets.local.system import free_port
-from cartrita_assets.migrations import MigrationRunner
-from cartrita_assets.paths import data_path
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.lock import MigrationLock, release_run_lock
@@ -36,7 +31,6 @@ from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.resources.v2 import LocalV2Target
 from cartrita_assets.vectors.changes import (
-    PendingChanges,
     install_change_triggers,
     pending_changes,
     prune_changes,
@@ -86,13 +80,17 @@ def defs(ops_resources: dict) -> dg.Definitions:
 
 
 @pytest.fixture
-def db(v2: LocalV2Target, instance: dg.DagsterInstance, monkeypatch, test_dir: Path):
-    """A migrated database on the test's v2, recorded as restored_db's latest database."""
+def db(
+    v2: LocalV2Target,
+    session_v2: SessionV2,
+    instance: dg.DagsterInstance,
+    monkeypatch,
+    test_dir: Path,
+):
+    """A migrated database (a clone of the run's migrated template) on the test's v2, recorded
+    as restored_db's latest database."""
     monkeypatch.setenv("CARTRITA_STATE_DIR", str(test_dir / "state"))
-    v2.ensure_running(lambda _m: None)
-    with connect(v2.admin(), role="test") as conn:
-        conn.execute(f"CREATE DATABASE {DB}")
-    MigrationRunner(v2.admin(DB), data_path("sql") / "migrations").migrate()
+    session_v2.migrated_database(DB)
     instance.report_runless_asset_event(
         dg.AssetMaterialization("restored_db", metadata={"database": DB})
     )
@@ -203,34 +201,6 @@ def test_change_log_is_exact_under_concurrency_and_id_changes(db, v2):
     assert len(_changes(db)) == 2
 
 
-def test_stale_sensor_skips_without_a_database_or_server(instance, tmp_path):
-    missing = LocalV2Target(base_dir=str(tmp_path / "v2"), pg_port=free_port(), redis_port=1)
-    context = dg.build_sensor_context(instance=instance, resources={"v2": missing})
-    skip = stale_embeddings_sensor(context)
-    assert "no restored database yet" in skip.skip_message
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization("restored_db", metadata={"database": DB})
-    )
-    skip = stale_embeddings_sensor(context)
-    assert skip.skip_message.startswith("v2 PostgreSQL is unreachable"), skip.skip_message
-    volume = index_volume_sensor(context)
-    assert volume.skip_message.startswith("v2 PostgreSQL is unreachable")
-    instance.add_run(
-        dg.DagsterRun(job_name="reindex_embeddings_job", status=dg.DagsterRunStatus.STARTED)
-    )
-    skip = stale_embeddings_sensor(context)
-    assert skip.skip_message.startswith("waiting for reindex_embeddings_job run")
-
-    # too many changed ids for one run config: one run comparing every row instead
-    backlog = PendingChanges(after=0, watermark=9, rows=9000, first_id=1, last_id=9000,
-                             ids=None, distinct=9000)  # fmt: skip
-    request = _stale_request(backlog, [{"table": "t", "schema_name": "public"}])
-    config = request.run_config["ops"]["embeddings_index"]["config"]
-    assert "source_ids" not in config and config["sources"] == [
-        {"table": "t", "schema_name": "public"}
-    ]
-
-
 def _vec(values) -> str:
     return "[" + ",".join(f"{float(x):.6f}" for x in values) + "]"
 
@@ -335,50 +305,3 @@ def test_health_checks_job_checks_only_and_alerts_on_failures(
     assert "stale" in fresh[0]["problems"]
     assert ops_resources["v2"].admin(DB).password not in path.read_text()
     assert len(received) == 1 and received[0]["alerts"] == lines
-
-
-def test_check_failure_alert_sensor_reports_a_failed_check_of_a_successful_run(
-    instance, monkeypatch, tmp_path
-):
-    monkeypatch.setenv("CARTRITA_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("CARTRITA_ALERT_WEBHOOK_URL", raising=False)
-
-    @dg.asset
-    def thing() -> None:
-        """A stand-in asset."""
-
-    @dg.asset_check(asset=thing)
-    def thing_is_right() -> dg.AssetCheckResult:
-        return dg.AssetCheckResult(passed=False, metadata={"problems": "3 rows are wrong"})
-
-    result = dg.materialize([thing, thing_is_right], instance=instance)
-    assert result.success
-    context = dg.build_run_status_sensor_context(
-        sensor_name="check_failure_alert_sensor",
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        dagster_event=result.get_run_success_event(),
-    )
-    check_failure_alert_sensor(context)
-    (line,) = (tmp_path / "state" / "alerts" / "alerts.jsonl").read_text().splitlines()
-    alert = json.loads(line)
-    assert (alert["check"], alert["problems"], alert["severity"]) == (
-        "thing_is_right", "3 rows are wrong", "ERROR"
-    )  # fmt: skip
-
-
-def test_health_schedule_is_hourly_by_default_and_follows_the_env(instance, monkeypatch):
-    monkeypatch.delenv("CARTRITA_HEALTH_CHECK_CRON", raising=False)
-    schedule = build_health_checks_schedule()
-    assert schedule.cron_schedule == "0 * * * *" and schedule.job_name == "v2_health_checks_job"
-    monkeypatch.setenv("CARTRITA_HEALTH_CHECK_CRON", "*/15 * * * *")
-    assert build_health_checks_schedule().cron_schedule == "*/15 * * * *"
-    monkeypatch.setenv("CARTRITA_HEALTH_CHECK_CRON", "every hour")
-    with pytest.raises(CartritaError, match="CARTRITA_HEALTH_CHECK_CRON"):
-        build_health_checks_schedule()
-    skip = schedule(dg.build_schedule_context(instance=instance))
-    assert isinstance(skip, dg.SkipReason) and "no restored database" in skip.skip_message
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization("restored_db", metadata={"database": DB})
-    )
-    assert isinstance(schedule(dg.build_schedule_context(instance=instance)), dg.RunRequest)

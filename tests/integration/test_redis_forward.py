@@ -8,14 +8,8 @@ from dataclasses import replace
 import dagster as dg
 import pytest
 import redis
-from helpers import (
-    check_results,
-    failure_messages,
-    materialize,
-    materialized,
-    running_demo,
-    v1_source,
-)
+from support.demo import running_demo, v1_source
+from support.runs import check_results, failure_messages, materialize, materialized
 
 from cartrita_assets import redis_copy
 from cartrita_assets.definitions import build_definitions
@@ -88,13 +82,15 @@ def _checks_only(resources, instance) -> dg.ExecuteInProcessResult:
     )
 
 
-def test_v2_older_than_v1_is_refused_before_anything_is_written(resources, instance, base_dir):
+def test_v2_older_than_v1_is_refused_before_anything_is_written(
+    resources, own_v2, instance, base_dir
+):
     redis7 = system_redis7()
     if redis7 is None:
         pytest.skip("no Redis 7 on this machine (scripts/bootstrap.sh installs Debian's)")
     newer_v1 = base_dir / "demo-v1-valkey"
     with running_demo(newer_v1, redis_server=bundled_server().path) as demo:
-        fixture_v2 = resources["v2"]
+        fixture_v2 = own_v2  # a fresh v2, not started: this one is to run Redis 7
         v2 = LocalV2Target(
             base_dir=fixture_v2.base_dir,
             pg_port=fixture_v2.pg_port,

@@ -6,7 +6,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import check_results, failure_messages, materialized, run_job, v1_source
+from support.demo import v1_source
+from support.runs import check_results, failure_messages, materialized, run_job
 
 from cartrita_assets import redis_copy
 from cartrita_assets.demo.redis_seed import seed_redis

@@ -4,8 +4,8 @@ and the CLI's view of a namespace (``cartrita v2 status`` / ``cartrita v2 logs``
 from __future__ import annotations
 
 import pytest
-from helpers import failure_messages, materialize
 from support.kube_env import kube_env
+from support.runs import failure_messages, materialize
 
 from cartrita_assets import cli
 from cartrita_assets.pg.connect import connect

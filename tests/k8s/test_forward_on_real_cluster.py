@@ -11,8 +11,8 @@ import base64
 from pathlib import Path
 
 import pytest
-from helpers import check_results, event_log_text, failure_messages, run_job
 from support.kube_env import KubeEnv, kube_env
+from support.runs import check_results, event_log_text, failure_messages, run_job
 
 from cartrita_assets.k8s.cluster import KubernetesCluster
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import failure_messages, materialized, v1_source
+from support.demo import v1_source
 from support.nothing_lost import assert_nothing_lost, forward, v1_tables
+from support.runs import failure_messages, materialized
 from support.tmpfs import fill, mounted_tmpfs
 
 from cartrita_assets import backup

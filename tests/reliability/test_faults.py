@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import check_results, failure_messages, run_job, v1_source
+from support.demo import v1_source
 from support.faults import Watcher, crash_server, kill
+from support.runs import check_results, failure_messages, run_job
 
 from cartrita_assets.manifest import Manifest
 from cartrita_assets.pg.connect import connect

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import check_results, failure_messages, v1_source
 from psycopg import sql
+from support.demo import v1_source
 from support.nothing_lost import forward
+from support.runs import check_results, failure_messages
 
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.system import free_port

@@ -20,8 +20,9 @@ from urllib.parse import quote, quote_plus, urlsplit
 
 import pytest
 import yaml
-from helpers import check_results, event_log_text, failure_messages, run_job, v1_source
+from support.demo import v1_source
 from support.proc_audit import ProcessAudit
+from support.runs import check_results, event_log_text, failure_messages, run_job
 
 from cartrita_assets.envfile import read_env_file
 from cartrita_assets.manifest import Manifest

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
-from helpers import check_results, failure_messages, run_job
 
 from cartrita_assets.manifest import Manifest
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.rollback import compare_v1
+from support.runs import check_results, failure_messages, run_job
 
 
 def forward(

@@ -1,19 +1,18 @@
-"""Helpers for running jobs and reading their outcome in tests."""
+"""Running the project's jobs in process and reading their outcome."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from cartrita_assets.definitions import build_definitions
-from cartrita_assets.demo.servers import DemoV1
-from cartrita_assets.local.system import free_port
-from cartrita_assets.resources.lock import release_run_lock
-from cartrita_assets.resources.v1 import V1Source
+from cartrita_assets.resources.embedder import EmbedderResource
+from cartrita_assets.resources.lock import MigrationLock, release_run_lock
+from cartrita_assets.resources.reports import ReportStore
+from cartrita_assets.resources.store import BackupStore
+from support.demo import v1_source
 
 
 def run_job(
@@ -91,28 +90,14 @@ def materialize(
     return result
 
 
-def v1_source(demo: Any, env_file: Path | None = None) -> V1Source:
-    """A V1Source on the session's demo (or on ``env_file`` when given)."""
-    return V1Source(
-        env_file=str(env_file) if env_file else None,
-        default_env_file=str(demo.base_dir / "no-such-file.env"),
-        demo_dir=str(demo.base_dir),
-        demo_pg_port=demo.pg_port,
-        demo_redis_port=demo.redis_port,
-        demo_scale=demo.scale,
-        demo_durable=False,
-        demo_redis_server=demo.redis_server,
-    )
-
-
-@contextlib.contextmanager
-def running_demo(folder: Path, redis_server: str = "") -> Iterator[DemoV1]:
-    """A seeded demo v1 (scale 1) under ``folder``, stopped on exit."""
-    demo = DemoV1(
-        folder, free_port(), free_port(), scale=1, durable=False, redis_server=redis_server
-    )
-    try:
-        demo.ensure()
-        yield demo
-    finally:
-        demo.stop()
+def local_resources(demo: Any, v2: Any, folder: Path, base_dir: Path) -> dict[str, Any]:
+    """The local environment's resources, wired to ``demo`` (v1), ``v2`` and ``folder``."""
+    return {
+        "v1": v1_source(demo),
+        "v2": v2,
+        "backups": BackupStore(root=str(folder / "backups")),
+        "migration_lock": MigrationLock(path=str(folder / "migration.lock")),
+        # the real local model; the run's cache spares re-embedding the same demo texts
+        "embedder": EmbedderResource(cache_path=str(base_dir / "embedding-cache.sqlite")),
+        "reports": ReportStore(root=str(folder / "reports")),
+    }
