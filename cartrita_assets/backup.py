@@ -22,8 +22,6 @@ import redis
 from cartrita_assets import redis_copy
 from cartrita_assets.envfile import RedisSettings, V1Settings
 from cartrita_assets.errors import CartritaError, PreflightError
-from cartrita_assets.local.postgres import binaries_major, pg_binary
-from cartrita_assets.local.redis import client_for
 from cartrita_assets.manifest import (
     DUMP_NAME,
     REDIS_NAME,
@@ -34,10 +32,12 @@ from cartrita_assets.manifest import (
     sha256_file,
 )
 from cartrita_assets.pg import inventory
+from cartrita_assets.pg.binaries import binaries_major, pg_binary
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.pg.tools import run_tool
+from cartrita_assets.redaction import private_dir
+from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.redis_copy.versions import server_version
-from cartrita_assets.secrets import private_dir
 
 Log = Callable[[str], None]
 _NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", as pg_dump prints it

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from cartrita_assets.errors import EnvFileError
-from cartrita_assets.secrets import write_private_file
+from cartrita_assets.redaction import write_private_file
 
 # KEY=VALUE with optional export and one optional pair of quotes; multi-line values are left alone.
 LINE = re.compile(r"^(?P<lead>\s*(?:export\s+)?)(?P<key>[A-Za-z_][A-Za-z0-9_]*)(?P<eq>\s*=\s*)"

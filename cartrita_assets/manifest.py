@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cartrita_assets.pg.inventory import SequenceState, TableState
-from cartrita_assets.secrets import write_private_file
+from cartrita_assets.redaction import write_private_file
 
 MANIFEST_NAME = "manifest.json"
 DUMP_NAME = "postgres.dump"  # a pg_dump directory-format archive

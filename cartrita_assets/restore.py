@@ -17,12 +17,12 @@ from psycopg import sql
 from cartrita_assets import redis_copy
 from cartrita_assets.envfile import PostgresSettings, RedisSettings
 from cartrita_assets.errors import BackupIntegrityError, PreflightError, RestoreError
-from cartrita_assets.local.redis import client_for
 from cartrita_assets.manifest import DUMP_NAME, REDIS_NAME, Manifest, verify_files
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect, server_major
 from cartrita_assets.pg.roles import ensure_role
 from cartrita_assets.pg.tools import run_tool
+from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.redis_copy.versions import ServerVersion, check_not_older, server_version
 
 Log = Callable[[str], None]

@@ -9,11 +9,11 @@ from pathlib import Path
 from cartrita_assets import redis_copy
 from cartrita_assets.envfile import V1Settings
 from cartrita_assets.errors import PreflightError
-from cartrita_assets.local.redis import client_for
 from cartrita_assets.manifest import REDIS_NAME, Manifest
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.secrets import write_private_file
+from cartrita_assets.redaction import write_private_file
+from cartrita_assets.redis_copy.client import client_for
 
 Log = Callable[[str], None]
 

@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.k8s.objects import FIELD_MANAGER, Obj
-from cartrita_assets.secrets import redact
+from cartrita_assets.redaction import redact
 
 _SECRET_SECTIONS = ("data", "stringData", "binaryData")
 _MIN_REDACTED_LEN = 3

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from cartrita_assets.envfile import V1Settings
-from cartrita_assets.secrets import fingerprint
+from cartrita_assets.redaction import fingerprint
 
 LABELS = {
     "app.kubernetes.io/part-of": "cartrita",

@@ -23,9 +23,9 @@ from cartrita_assets.k8s.manifests import (
 )
 from cartrita_assets.k8s.secret_objects import same_secret
 from cartrita_assets.k8s.wait import wait_scaled_down, wait_statefulsets_ready
+from cartrita_assets.redaction import new_password, private_dir, write_private_file
 from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.resources.v2 import Log, Objects, V2Target
-from cartrita_assets.secrets import new_password, private_dir, write_private_file
 
 STATEFULSETS = ["postgres", "redis"]
 

@@ -27,7 +27,7 @@ from cartrita_assets.k8s.manifests import (
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.redis import LocalRedis
 from cartrita_assets.local.redis_servers import server_from_path
-from cartrita_assets.secrets import new_password, private_dir, write_private_file
+from cartrita_assets.redaction import new_password, private_dir, write_private_file
 
 Log = Callable[[str], None]
 Objects = list[dict[str, Any]]

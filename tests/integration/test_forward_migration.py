@@ -19,9 +19,9 @@ from helpers import (
 )
 
 from cartrita_assets import redis_copy
-from cartrita_assets.local.redis import client_for
 from cartrita_assets.manifest import DUMP_NAME, Manifest
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.redis_copy.client import client_for
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import yaml
 from helpers import check_results, event_log_text, failure_messages, run_job, v1_source
 
 from cartrita_assets.envfile import V1Settings, read_env_file
-from cartrita_assets.local.redis import client_for
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.redis_copy.client import client_for
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import pytest
 from helpers import failure_messages, materialize
 from support.kube_env import kube_env
 
-from cartrita_assets import cli
+from cartrita_assets.cli import main as cli
 from cartrita_assets.pg.connect import connect
 
 pytestmark = pytest.mark.integration

@@ -35,7 +35,7 @@ from cartrita_assets.k8s.objects import (
     describe,
     sort_events,
 )
-from cartrita_assets.secrets import redact
+from cartrita_assets.redaction import redact
 
 VALIDATION_VERSION = "1.30.0"
 SCALE_MANAGER = f'"{FIELD_MANAGER}" with subresource "scale"'

@@ -5,8 +5,8 @@ import dagster as dg
 from cartrita_assets.backup import redis_version
 from cartrita_assets.defs.cluster.secrets import k8s_secrets, v1_major
 from cartrita_assets.defs.common import OWNERS, progress, user_errors
-from cartrita_assets.local.redis import client_for
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.redis_copy.versions import ServerVersion, check_not_older, server_version
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.v1 import V1Source

@@ -7,8 +7,8 @@ import psycopg
 import redis
 
 from cartrita_assets.defs.cluster.assets import pgvector_cluster
-from cartrita_assets.local.redis import client_for
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.redis_copy.versions import server_version
 from cartrita_assets.resources.v2 import V2Target
 

@@ -31,7 +31,7 @@ from typing import Any
 import dagster as dg
 
 from cartrita_assets.paths import state_dir
-from cartrita_assets.secrets import private_dir
+from cartrita_assets.redaction import private_dir
 
 WEBHOOK_ENV = "CARTRITA_ALERT_WEBHOOK_URL"
 WEBHOOK_TIMEOUT = 5

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cartrita_assets import cli_db, cli_test, cli_v2
+from cartrita_assets.cli import db as cli_db
+from cartrita_assets.cli import integration as cli_test
+from cartrita_assets.cli import v2 as cli_v2
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.instance import ensure_dagster_home
 from cartrita_assets.paths import PROJECT_ROOT, state_dir
@@ -19,9 +21,9 @@ def _run_job(
 ) -> int:
     import dagster as dg
 
+    from cartrita_assets.cli.summary import RunSummary
     from cartrita_assets.definitions import build_definitions
     from cartrita_assets.resources.lock import release_run_lock
-    from cartrita_assets.run_summary import RunSummary
 
     ensure_dagster_home()
     reports_dir = reports_dir or os.environ.get("CARTRITA_REPORTS_DIR") or "reports"

@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from cartrita_assets.environments import build_resources
     from cartrita_assets.integration.report import markdown, new_report_dir, write_report
     from cartrita_assets.integration.suite import run_suite
-    from cartrita_assets.local.redis import client_for
     from cartrita_assets.paths import data_path
+    from cartrita_assets.redis_copy.client import client_for
 
     resources = build_resources()
     v1, v2 = resources["v1"], resources["v2"]
