@@ -13,16 +13,16 @@ from typing import Any
 
 import dagster as dg
 
+from cartrita_assets.cluster.k8s.manifests import DEFAULT_NAMESPACE
+from cartrita_assets.cluster.k8s_target import KubernetesV2Target
+from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.errors import CartritaError
-from cartrita_assets.k8s.manifests import DEFAULT_NAMESPACE
 from cartrita_assets.paths import state_dir
 from cartrita_assets.resources.embedder import EmbedderResource
-from cartrita_assets.resources.k8s_target import KubernetesV2Target
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.reports import ReportStore
 from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import LocalV2Target
 
 ENVIRONMENTS = ("local", "kubernetes")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from helpers import check_results, materialized
 
+from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.definitions import build_definitions
 from cartrita_assets.defs.operations import JOBS, SCHEDULES, SENSORS
 from cartrita_assets.defs.operations.alerts import (
@@ -34,7 +35,6 @@ from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.lock import MigrationLock, release_run_lock
 from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import LocalV2Target
 from cartrita_assets.vectors.changes import (
     PendingChanges,
     install_change_triggers,

@@ -18,10 +18,10 @@ from helpers import (
 )
 
 from cartrita_assets import redis_copy
+from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.definitions import build_definitions
 from cartrita_assets.local.redis_servers import bundled_server, system_redis7
 from cartrita_assets.redis_copy.client import client_for
-from cartrita_assets.resources.v2 import LocalV2Target
 
 pytestmark = pytest.mark.integration
 

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from cartrita_assets.backup import redis_version
+from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.cluster.secrets import k8s_secrets, v1_major
 from cartrita_assets.defs.common import OWNERS, progress, user_errors
 from cartrita_assets.pg.connect import connect
@@ -10,7 +11,6 @@ from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.redis_copy.versions import ServerVersion, check_not_older, server_version
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import V2Target
 
 
 @dg.asset(

@@ -5,14 +5,14 @@ import stat
 
 import dagster as dg
 
+from cartrita_assets.cluster.envswitch import write_env_files
+from cartrita_assets.cluster.k8s.secret_objects import build_secrets
+from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
 from cartrita_assets.envfile import V1Settings
-from cartrita_assets.envswitch import write_env_files
-from cartrita_assets.k8s.secret_objects import build_secrets
 from cartrita_assets.pg.connect import connect, server_major
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import V2Target
 
 
 @dg.asset(group_name="v2", kinds={"kubernetes"}, owners=OWNERS)

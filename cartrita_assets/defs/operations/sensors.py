@@ -21,6 +21,7 @@ from typing import Any
 import dagster as dg
 import psycopg
 
+from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.operations.jobs import reindex_embeddings_job
 from cartrita_assets.defs.operations.state import (
     index_rule,
@@ -31,7 +32,6 @@ from cartrita_assets.defs.operations.state import (
     v2_database,
 )
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.resources.v2 import V2Target
 from cartrita_assets.vectors.changes import PendingChanges, pending_changes, prune_changes
 from cartrita_assets.vectors.indexing import DRIFT_FACTOR, choose
 

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
 from cartrita_assets.defs.restore.assets import restored_db
 from cartrita_assets.migrations import MigrationRunner, status_rows
@@ -11,7 +12,6 @@ from cartrita_assets.paths import data_path
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import V2Target
 
 RESTORED_DB = dg.AssetKey("restored_db")
 

@@ -4,11 +4,11 @@ and freshness. Each reads the live database only and carries numbers the UI plot
 import dagster as dg
 import psycopg
 
+from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import table_md
 from cartrita_assets.defs.schema.assets import target_database
 from cartrita_assets.defs.vectors.assets import embeddings_index
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.resources.v2 import V2Target
 from cartrita_assets.vectors import quality
 from cartrita_assets.vectors.sources import Source, sources_from_json
 

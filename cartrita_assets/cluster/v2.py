@@ -10,9 +10,8 @@ from typing import Any
 
 import dagster as dg
 
-from cartrita_assets.envfile import PostgresSettings, RedisSettings
-from cartrita_assets.envswitch import Endpoint
-from cartrita_assets.k8s.manifests import (
+from cartrita_assets.cluster.envswitch import Endpoint
+from cartrita_assets.cluster.k8s.manifests import (
     DEFAULT_NAMESPACE,
     MIGRATE_JOB_MANIFEST,
     MIN_PGVECTOR_MAJOR,
@@ -24,6 +23,7 @@ from cartrita_assets.k8s.manifests import (
     to_yaml,
     validate_objects,
 )
+from cartrita_assets.envfile import PostgresSettings, RedisSettings
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.redis import LocalRedis
 from cartrita_assets.local.redis_servers import server_from_path

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cartrita_assets.k8s.cluster import Cluster, ClusterError
+from cartrita_assets.cluster.k8s.cluster import Cluster, ClusterError
 
 LOG_EVERY = 10.0
 MAX_EVENTS = 8

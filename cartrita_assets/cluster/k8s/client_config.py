@@ -13,7 +13,7 @@ from pathlib import Path
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from cartrita_assets.k8s.errors import ClusterError, _no_config_message, _short
+from cartrita_assets.cluster.k8s.errors import ClusterError, _no_config_message, _short
 
 Loaded = tuple[k8s_client.ApiClient, str]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from cartrita_assets.k8s.errors import (
+from cartrita_assets.cluster.k8s.errors import (
     ClusterError,
     ConflictError,
     ImmutableError,
@@ -25,8 +25,8 @@ from cartrita_assets.k8s.errors import (
     secret_values,
     translate_api_error,
 )
-from cartrita_assets.k8s.kubernetes_cluster import KubernetesCluster
-from cartrita_assets.k8s.objects import FIELD_MANAGER, Obj, ObjList, describe, sort_events
+from cartrita_assets.cluster.k8s.kubernetes_cluster import KubernetesCluster
+from cartrita_assets.cluster.k8s.objects import FIELD_MANAGER, Obj, ObjList, describe, sort_events
 
 __all__ = [
     "FIELD_MANAGER",

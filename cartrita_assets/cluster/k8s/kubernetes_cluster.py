@@ -17,15 +17,15 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from urllib3.exceptions import HTTPError
 
-from cartrita_assets.k8s.client_config import load_api_client
-from cartrita_assets.k8s.errors import (
+from cartrita_assets.cluster.k8s.client_config import load_api_client
+from cartrita_assets.cluster.k8s.errors import (
     ClusterError,
     _identity,
     _require_namespace,
     secret_values,
     translate_api_error,
 )
-from cartrita_assets.k8s.objects import (
+from cartrita_assets.cluster.k8s.objects import (
     FIELD_MANAGER,
     Obj,
     ObjList,

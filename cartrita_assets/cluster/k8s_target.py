@@ -11,21 +11,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cartrita_assets.envfile import PostgresSettings, RedisSettings
-from cartrita_assets.envswitch import Endpoint
-from cartrita_assets.k8s.cluster import Cluster, KubernetesCluster
-from cartrita_assets.k8s.manifests import (
+from cartrita_assets.cluster.envswitch import Endpoint
+from cartrita_assets.cluster.k8s.cluster import Cluster, KubernetesCluster
+from cartrita_assets.cluster.k8s.manifests import (
     CLUSTER_MANIFEST,
     MIGRATE_JOB_MANIFEST,
     ClusterParams,
     render_cluster,
     to_yaml,
 )
-from cartrita_assets.k8s.secret_objects import same_secret
-from cartrita_assets.k8s.wait import wait_scaled_down, wait_statefulsets_ready
+from cartrita_assets.cluster.k8s.secret_objects import same_secret
+from cartrita_assets.cluster.k8s.wait import wait_scaled_down, wait_statefulsets_ready
+from cartrita_assets.cluster.v2 import Log, Objects, V2Target
+from cartrita_assets.envfile import PostgresSettings, RedisSettings
 from cartrita_assets.redaction import new_password, private_dir, write_private_file
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import Log, Objects, V2Target
 
 STATEFULSETS = ["postgres", "redis"]
 

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 
 from kubernetes.client.exceptions import ApiException
 
+from cartrita_assets.cluster.k8s.objects import FIELD_MANAGER, Obj
 from cartrita_assets.errors import CartritaError
-from cartrita_assets.k8s.objects import FIELD_MANAGER, Obj
 from cartrita_assets.redaction import redact
 
 _SECRET_SECTIONS = ("data", "stringData", "binaryData")
