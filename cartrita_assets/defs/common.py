@@ -6,8 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from cartrita_assets.backup.manifest import Manifest
 from cartrita_assets.errors import CartritaError, PreflightError
-from cartrita_assets.manifest import Manifest
 from cartrita_assets.resources.store import BackupStore
 
 OWNERS = ["team:data-platform"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from cartrita_assets.backup.manifest import Manifest
 from cartrita_assets.errors import PreflightError
-from cartrita_assets.manifest import Manifest
 
 
 class BackupStore(dg.ConfigurableResource):

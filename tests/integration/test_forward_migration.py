@@ -19,7 +19,7 @@ from helpers import (
 )
 
 from cartrita_assets import redis_copy
-from cartrita_assets.manifest import DUMP_NAME, Manifest
+from cartrita_assets.backup.manifest import DUMP_NAME, Manifest
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.redis_copy.client import client_for
 
@@ -234,7 +234,7 @@ def test_tampered_dump_is_refused_before_restore(resources, instance):
 
 def test_major_downgrade_is_refused(resources, instance):
     from cartrita_assets.errors import PreflightError
-    from cartrita_assets.restore import check_target
+    from cartrita_assets.restore.steps import check_target
 
     assert run_job(resources, instance).success
     folder = next(Path(resources["backups"].root).iterdir())

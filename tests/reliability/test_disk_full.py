@@ -13,7 +13,7 @@ from helpers import failure_messages, materialized, v1_source
 from support.nothing_lost import assert_nothing_lost, forward, v1_tables
 from support.tmpfs import fill, mounted_tmpfs
 
-from cartrita_assets import backup
+from cartrita_assets.backup import snapshot as backup
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.resources.store import BackupStore
 

@@ -13,10 +13,10 @@ import pytest
 from helpers import check_results, failure_messages, run_job, v1_source
 from support.faults import Watcher, crash_server, kill
 
+from cartrita_assets.backup.manifest import Manifest
 from cartrita_assets.cluster.v2 import LocalV2Target
-from cartrita_assets.manifest import Manifest
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.rollback import compare_v1
+from cartrita_assets.rollback.steps import compare_v1
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 

@@ -7,10 +7,10 @@ from typing import Any
 import dagster as dg
 from helpers import check_results, failure_messages, run_job
 
-from cartrita_assets.manifest import Manifest
+from cartrita_assets.backup.manifest import Manifest
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.rollback import compare_v1
+from cartrita_assets.rollback.steps import compare_v1
 
 
 def forward(

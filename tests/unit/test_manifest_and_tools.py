@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from cartrita_assets.manifest import (
+from cartrita_assets.backup.manifest import (
     DUMP_NAME,
     Manifest,
     PostgresPart,

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from cartrita_assets.backup import redis_version
+from cartrita_assets.backup.snapshot import redis_version
 from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.cluster.secrets import k8s_secrets, v1_major
 from cartrita_assets.defs.common import OWNERS, progress, user_errors

@@ -11,7 +11,7 @@ from cartrita_assets.defs.common import OWNERS, current_backup, progress, user_e
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.restore import restore_postgres, restore_redis, verify_backup
+from cartrita_assets.restore.steps import restore_postgres, restore_redis, verify_backup
 
 
 class RestoreConfig(dg.Config):

@@ -9,8 +9,8 @@ from cartrita_assets.errors import PreflightError, RestoreError
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.restore import restore_postgres, restore_redis, verify_backup
-from cartrita_assets.rollback import check_can_restore, compare_v1, restore_env_file
+from cartrita_assets.restore.steps import restore_postgres, restore_redis, verify_backup
+from cartrita_assets.rollback.steps import check_can_restore, compare_v1, restore_env_file
 
 
 class RollbackConfig(dg.Config):

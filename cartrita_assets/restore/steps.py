@@ -15,9 +15,9 @@ import psycopg
 from psycopg import sql
 
 from cartrita_assets import redis_copy
+from cartrita_assets.backup.manifest import DUMP_NAME, REDIS_NAME, Manifest, verify_files
 from cartrita_assets.envfile import PostgresSettings, RedisSettings
 from cartrita_assets.errors import BackupIntegrityError, PreflightError, RestoreError
-from cartrita_assets.manifest import DUMP_NAME, REDIS_NAME, Manifest, verify_files
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect, server_major
 from cartrita_assets.pg.roles import ensure_role

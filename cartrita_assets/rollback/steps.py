@@ -7,9 +7,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cartrita_assets import redis_copy
+from cartrita_assets.backup.manifest import REDIS_NAME, Manifest
 from cartrita_assets.envfile import V1Settings
 from cartrita_assets.errors import PreflightError
-from cartrita_assets.manifest import REDIS_NAME, Manifest
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.redaction import write_private_file

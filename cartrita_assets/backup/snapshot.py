@@ -20,9 +20,7 @@ import psycopg
 import redis
 
 from cartrita_assets import redis_copy
-from cartrita_assets.envfile import RedisSettings, V1Settings
-from cartrita_assets.errors import CartritaError, PreflightError
-from cartrita_assets.manifest import (
+from cartrita_assets.backup.manifest import (
     DUMP_NAME,
     REDIS_NAME,
     Manifest,
@@ -31,6 +29,8 @@ from cartrita_assets.manifest import (
     checksum_tree,
     sha256_file,
 )
+from cartrita_assets.envfile import RedisSettings, V1Settings
+from cartrita_assets.errors import CartritaError, PreflightError
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.binaries import binaries_major, pg_binary
 from cartrita_assets.pg.connect import connect
