@@ -9,9 +9,9 @@ import os
 from cartrita_assets.envfile import EnvFile, PostgresSettings, V1Settings
 from cartrita_assets.environments import current_environment
 from cartrita_assets.errors import CartritaError
-from cartrita_assets.migrations import MigrationRunner, manifest_problems, write_manifest
-from cartrita_assets.migrations.files import load_migrations
 from cartrita_assets.paths import data_path
+from cartrita_assets.schema import MigrationRunner, manifest_problems, write_manifest
+from cartrita_assets.schema.files import load_migrations
 
 TRUE = {"1", "true", "yes", "on"}
 COLUMNS = [

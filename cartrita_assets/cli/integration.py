@@ -36,10 +36,10 @@ def _database(v1_dbname: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from cartrita_assets.environments import build_resources
-    from cartrita_assets.integration.report import markdown, new_report_dir, write_report
-    from cartrita_assets.integration.suite import run_suite
     from cartrita_assets.paths import data_path
     from cartrita_assets.redis_copy.client import client_for
+    from cartrita_assets.report.report import markdown, new_report_dir, write_report
+    from cartrita_assets.report.suite import run_suite
 
     resources = build_resources()
     v1, v2 = resources["v1"], resources["v2"]

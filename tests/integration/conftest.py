@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cartrita_assets.migrations import MigrationRunner
 from cartrita_assets.paths import data_path
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.schema import MigrationRunner
 
 
 @pytest.fixture

@@ -28,13 +28,13 @@ from cartrita_assets.defs.operations.sensors import (
 from cartrita_assets.environments import build_resources
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.local.system import free_port
-from cartrita_assets.migrations import MigrationRunner
 from cartrita_assets.paths import data_path
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.lock import MigrationLock, release_run_lock
 from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
+from cartrita_assets.schema import MigrationRunner
 from cartrita_assets.vectors.changes import (
     PendingChanges,
     install_change_triggers,

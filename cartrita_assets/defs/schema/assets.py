@@ -5,13 +5,13 @@ import dagster as dg
 from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
 from cartrita_assets.defs.restore.assets import restored_db
-from cartrita_assets.migrations import MigrationRunner, status_rows
-from cartrita_assets.migrations.files import load_migrations
-from cartrita_assets.migrations.history import read_history
 from cartrita_assets.paths import data_path
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.v1 import V1Source
+from cartrita_assets.schema import MigrationRunner, status_rows
+from cartrita_assets.schema.files import load_migrations
+from cartrita_assets.schema.history import read_history
 
 RESTORED_DB = dg.AssetKey("restored_db")
 

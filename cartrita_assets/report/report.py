@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from cartrita_assets.integration.suite import SuiteResult
+from cartrita_assets.report.suite import SuiteResult
 
 
 def new_report_dir(root: Path, run_id: str) -> Path:

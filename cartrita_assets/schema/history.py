@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from cartrita_assets.migrations.files import Migration
+from cartrita_assets.schema.files import Migration
 
 
 @dataclass(frozen=True)

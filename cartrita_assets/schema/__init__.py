@@ -6,15 +6,15 @@ partial objects; a file whose first line is ``-- cartrita: no-transaction`` runs
 statement, e.g. CREATE INDEX CONCURRENTLY).
 """
 
-from cartrita_assets.migrations.files import (
+from cartrita_assets.schema.files import (
     Migration,
     checksum,
     load_migrations,
     manifest_problems,
     write_manifest,
 )
-from cartrita_assets.migrations.history import Applied, read_history, status_rows
-from cartrita_assets.migrations.runner import MigrationRunner
+from cartrita_assets.schema.history import Applied, read_history, status_rows
+from cartrita_assets.schema.runner import MigrationRunner
 
 __all__ = [
     "Applied",

@@ -11,9 +11,9 @@ import psycopg
 
 from cartrita_assets.envfile import PostgresSettings
 from cartrita_assets.errors import ChecksumMismatch, MigrationError, MigrationLockTimeout
-from cartrita_assets.migrations.files import Migration, check_dependencies, load_migrations
-from cartrita_assets.migrations.history import read_history, status_rows
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.schema.files import Migration, check_dependencies, load_migrations
+from cartrita_assets.schema.history import read_history, status_rows
 
 # pg_advisory_lock key: the bytes of "cartrita" read as a signed 64-bit integer
 LOCK_KEY = int.from_bytes(b"cartrita", "big", signed=True)

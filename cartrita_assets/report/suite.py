@@ -17,10 +17,10 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 from cartrita_assets.envfile.postgres import PostgresSettings
-from cartrita_assets.migrations import status_rows
-from cartrita_assets.migrations.files import load_migrations
-from cartrita_assets.migrations.history import read_history
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.schema import status_rows
+from cartrita_assets.schema.files import load_migrations
+from cartrita_assets.schema.history import read_history
 from cartrita_assets.vectors import quality
 
 GUIDE_FUNCTIONS = ("upsert_embedding", "similarity_search", "hybrid_search",
