@@ -14,13 +14,12 @@ import pytest
 from helpers import check_results, materialized
 
 from cartrita_assets.cluster.v2 import LocalV2Target
-from cartrita_assets.definitions import build_definitions
-from cartrita_assets.defs.operations import JOBS, SCHEDULES, SENSORS
-from cartrita_assets.defs.operations.alerts import (
+from cartrita_assets.definitions import JOBS, SCHEDULES, SENSORS, build_definitions
+from cartrita_assets.defs.report.alerts import (
     check_failure_alert_sensor,
 )
-from cartrita_assets.defs.operations.schedules import build_health_checks_schedule
-from cartrita_assets.defs.operations.sensors import (
+from cartrita_assets.defs.report.schedules import build_health_checks_schedule
+from cartrita_assets.defs.vectors.sensors import (
     _stale_request,
     index_volume_sensor,
     stale_embeddings_sensor,

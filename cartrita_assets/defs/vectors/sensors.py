@@ -22,8 +22,7 @@ import dagster as dg
 import psycopg
 
 from cartrita_assets.cluster.v2 import V2Target
-from cartrita_assets.defs.operations.jobs import reindex_embeddings_job
-from cartrita_assets.defs.operations.state import (
+from cartrita_assets.defs.facts import (
     index_rule,
     int_env,
     latest_sources,
@@ -31,9 +30,18 @@ from cartrita_assets.defs.operations.state import (
     short_error,
     v2_database,
 )
+from cartrita_assets.defs.jobs import reindex_embeddings_job
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.vectors.changes import PendingChanges, pending_changes, prune_changes
-from cartrita_assets.vectors.indexing import DRIFT_FACTOR, choose
+from cartrita_assets.vectors.indexing import choose
+from cartrita_assets.vectors.reindex import (
+    ModelIndex,
+    nothing_changed,
+    read_acted,
+    read_stale_cursor,
+    rebuild_plan,
+    stale_run,
+)
 
 STALE_INTERVAL = int_env("CARTRITA_STALE_SENSOR_INTERVAL", 60, minimum=1)
 INDEX_INTERVAL = int_env("CARTRITA_INDEX_SENSOR_INTERVAL", 300, minimum=1)
@@ -65,15 +73,6 @@ def _open_v2(context: dg.SensorEvaluationContext, v2: V2Target) -> psycopg.Conne
         raise _Skip(f"v2 PostgreSQL is unreachable ({short_error(exc)})") from None
 
 
-def _read_cursor(raw: str | None) -> tuple[int, int | None]:
-    """(watermark transaction id, last change id seen) of the stale sensor's cursor."""
-    try:
-        data = json.loads(raw) if raw else {}
-        return int(data.get("after_xact", 0)), data.get("last_id")
-    except (ValueError, TypeError, AttributeError):
-        return 0, None
-
-
 @dg.sensor(
     job=reindex_embeddings_job,
     minimum_interval_seconds=STALE_INTERVAL,
@@ -90,7 +89,7 @@ def _read_cursor(raw: str | None) -> tuple[int, int | None]:
 def stale_embeddings_sensor(
     context: dg.SensorEvaluationContext, v2: V2Target
 ) -> dg.RunRequest | dg.SkipReason:
-    after, last_id = _read_cursor(context.cursor)
+    after, last_id = read_stale_cursor(context.cursor)
     seen = f"change id {last_id}" if last_id is not None else "the sensor started"
     try:
         with _open_v2(context, v2) as conn:
@@ -109,34 +108,22 @@ def stale_embeddings_sensor(
     last = pending.last_id if pending.last_id is not None else last_id
     context.update_cursor(json.dumps({"after_xact": pending.watermark, "last_id": last}))
     if not pending.rows:
-        waiting = (
-            f"; {pending.waiting} newer changes wait for an older transaction still running"
-            if pending.waiting
-            else ""
-        )
-        return dg.SkipReason(f"no source row changed since {seen}{waiting}")
+        return dg.SkipReason(nothing_changed(pending, seen))
     return _stale_request(pending, latest_sources(context.instance))
 
 
 def _stale_request(
     pending: PendingChanges, sources: list[dict[str, object]] | None
 ) -> dg.RunRequest | dg.SkipReason:
+    run = stale_run(pending, sources)
+    if isinstance(run, str):
+        return dg.SkipReason(run)
     config: dict[str, Any] = dict(index_rule())
     if sources is not None:
         config["sources"] = sources
-    if pending.ids is None:
-        what = f"{pending.distinct} changed rows: every row compared"
-    else:
-        known = {str(s["table"]) if s["schema_name"] == "public" else
-                 f"{s['schema_name']}.{s['table']}" for s in sources or []}  # fmt: skip
-        ids = {n: v for n, v in pending.ids.items() if sources is None or n in known}
-        if not ids:
-            return dg.SkipReason(
-                f"{pending.rows} changes (ids {pending.first_id}-{pending.last_id}) are all of "
-                f"tables embeddings_index no longer embeds ({', '.join(pending.ids)})"
-            )
-        config["source_ids"] = ids
-        what = ", ".join(f"{n}: {len(v)}" for n, v in ids.items())
+    if run.source_ids is not None:
+        config["source_ids"] = run.source_ids
+    what = run.what
     return dg.RunRequest(
         run_key=f"source-changes-{pending.first_id}-{pending.last_id}",
         run_config=_embeddings_config(**config),
@@ -150,10 +137,6 @@ def _stale_request(
 
 
 # --- index volume ---------------------------------------------------------------------------
-
-
-def _within(rows: int, reference: int) -> bool:
-    return reference / DRIFT_FACTOR <= rows <= reference * DRIFT_FACTOR
 
 
 @dg.sensor(
@@ -173,13 +156,9 @@ def _within(rows: int, reference: int) -> bool:
 def index_volume_sensor(
     context: dg.SensorEvaluationContext, v2: V2Target
 ) -> dg.RunRequest | dg.SkipReason:
-    try:
-        acted: dict[str, dict[str, Any]] = json.loads(context.cursor) if context.cursor else {}
-        if not isinstance(acted, dict):
-            acted = {}
-    except ValueError:
-        acted = {}
+    acted = read_acted(context.cursor)
     rule = index_rule()
+    limits = (rule["exact_below"], rule["hnsw_max_bytes"])
     try:
         with _open_v2(context, v2) as conn:
             models = conn.execute(
@@ -187,36 +166,16 @@ def index_volume_sensor(
                 "FROM public.embedding_models m LEFT JOIN (SELECT model, count(*) AS n "
                 "FROM public.embeddings GROUP BY model) c ON c.model = m.model ORDER BY m.model"
             ).fetchall()
-            chosen = {
-                m: choose(conn, int(n), int(d), rule["exact_below"], rule["hnsw_max_bytes"])[0]
-                for m, d, _k, _b, n in models
-            }
+            indexes = [
+                ModelIndex(str(m), str(k), int(b), int(n), choose(conn, int(n), int(d), *limits)[0])
+                for m, d, k, b, n in models
+            ]
     except _Skip as skip:
         return dg.SkipReason(str(skip))
     except psycopg.Error as exc:
         return dg.SkipReason(f"could not read v2's embedding models ({short_error(exc)})")
-    rebuild: dict[str, str] = {}
-    fine: list[str] = []
-    next_cursor: dict[str, dict[str, Any]] = {}
-    for model, _dims, kind_now, at_build, count in models:
-        count, at_build, kind = int(count), int(at_build), chosen[model]
-        if kind != kind_now:
-            why = f"the rule now picks {kind} instead of {kind_now}"
-        elif kind_now != "exact" and at_build and not _within(count, at_build):
-            why = f"{count} rows moved more than {DRIFT_FACTOR:g}x from {at_build} at its build"
-        else:
-            fine.append(
-                f"{model}: {count} rows, {kind_now} (built on {at_build}), within "
-                f"{DRIFT_FACTOR:g}x and the rule still picks {kind}"
-            )
-            continue
-        before = acted.get(model)
-        if before and before.get("kind") == kind and _within(count, int(before.get("rows", 0))):
-            next_cursor[model] = before
-            fine.append(f"{model}: {count} rows, rebuild already requested at {before['rows']}")
-            continue
-        rebuild[model] = why
-        next_cursor[model] = {"rows": count, "kind": kind}
+    plan = rebuild_plan(indexes, acted)
+    rebuild, fine, next_cursor = plan.rebuild, plan.fine, plan.cursor
     context.update_cursor(json.dumps(next_cursor, sort_keys=True))
     if not rebuild:
         return dg.SkipReason(

@@ -5,8 +5,8 @@ import os
 import dagster as dg
 from dagster._utils.schedules import is_valid_cron_string
 
-from cartrita_assets.defs.operations.jobs import v2_health_checks_job
-from cartrita_assets.defs.operations.state import run_in_flight, v2_database
+from cartrita_assets.defs.facts import run_in_flight, v2_database
+from cartrita_assets.defs.jobs import v2_health_checks_job
 from cartrita_assets.errors import CartritaError
 
 CRON_ENV = "CARTRITA_HEALTH_CHECK_CRON"
