@@ -7,13 +7,12 @@ import argparse
 import os
 
 from cartrita_assets.envfile import EnvFile, PostgresSettings, V1Settings
-from cartrita_assets.environments import current_environment
+from cartrita_assets.environments import bool_setting, current_environment, setting
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.paths import data_path
 from cartrita_assets.schema import MigrationRunner, manifest_problems, write_manifest
 from cartrita_assets.schema.files import load_migrations
 
-TRUE = {"1", "true", "yes", "on"}
 COLUMNS = [
     "version",
     "name",
@@ -40,13 +39,12 @@ def _runner(args: argparse.Namespace) -> MigrationRunner:
     return MigrationRunner(
         settings,
         data_path("sql") / "migrations",
-        app_role=args.app_role or os.environ.get("CARTRITA_APP_ROLE") or settings.user,
+        app_role=args.app_role or setting("CARTRITA_APP_ROLE") or settings.user,
         applied_by="cartrita db migrate",
         log=print,
         lock_timeout=args.lock_timeout,
         environment=current_environment(),
-        allow_force_in_kubernetes=os.environ.get("CARTRITA_ALLOW_FORCE_IN_KUBERNETES", "").lower()
-        in TRUE,
+        allow_force_in_kubernetes=bool_setting("CARTRITA_ALLOW_FORCE_IN_KUBERNETES"),
     )
 
 
@@ -74,7 +72,7 @@ def status(args: argparse.Namespace) -> int:
 
 def migrate(args: argparse.Namespace) -> int:
     """Apply pending migrations (``FORCE_MIGRATION=true`` is the guide's name for --force)."""
-    force = args.force or os.environ.get("FORCE_MIGRATION", "").lower() in TRUE
+    force = args.force or bool_setting("FORCE_MIGRATION")
     reason = args.reason or os.environ.get("FORCE_MIGRATION_REASON")
     runner = _runner(args)
     applied = runner.migrate(force=force, reason=reason)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,18 +23,15 @@ def _database(v1_dbname: str) -> str:
     """The database restored_db last wrote in this instance, else v1's database name."""
     import dagster as dg
 
+    from cartrita_assets.defs.facts import restored_database
     from cartrita_assets.instance import ensure_dagster_home
 
     ensure_dagster_home()
-    instance = dg.DagsterInstance.get()
-    event = instance.get_latest_materialization_event(dg.AssetKey("restored_db"))
-    if event is not None and event.asset_materialization is not None:
-        return str(event.asset_materialization.metadata["database"].value)
-    return v1_dbname
+    return restored_database(dg.DagsterInstance.get()) or v1_dbname
 
 
 def run(args: argparse.Namespace) -> int:
-    from cartrita_assets.environments import build_resources
+    from cartrita_assets.environments import build_resources, reports_dir
     from cartrita_assets.paths import data_path
     from cartrita_assets.redis_copy.client import client_for
     from cartrita_assets.report.report import markdown, new_report_dir, write_report
@@ -54,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         log=print,
         app=replace(admin, user=app.user, password=app.password),
     )
-    root = Path(args.reports_dir or os.environ.get("CARTRITA_REPORTS_DIR") or "reports")
+    root = Path(args.reports_dir or reports_dir())
     folder = new_report_dir(root, "cli-test")
     about = {"database": database, "v2": admin.masked_dsn(), "run_id": "cartrita test integration"}
     paths = write_report(folder, result, about)

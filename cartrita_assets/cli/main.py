@@ -21,12 +21,13 @@ def _run_job(
 ) -> int:
     import dagster as dg
 
+    from cartrita_assets import environments
     from cartrita_assets.cli.summary import RunSummary
     from cartrita_assets.definitions import build_definitions
     from cartrita_assets.resources.lock import release_run_lock
 
     ensure_dagster_home()
-    reports_dir = reports_dir or os.environ.get("CARTRITA_REPORTS_DIR") or "reports"
+    reports_dir = reports_dir or environments.reports_dir()
     os.environ["CARTRITA_REPORTS_DIR"] = reports_dir  # integration_report writes there too
     job = build_definitions().resolve_job_def(name)
     result = job.execute_in_process(
@@ -68,13 +69,13 @@ def _check_v1_env_file() -> None:
     Nothing is started or written (the demo v1 is not started here); the assets read it again.
     """
     from cartrita_assets.envfile import V1Settings, read_env_file
+    from cartrita_assets.envfile.cutover import v1_settings_file
     from cartrita_assets.environments import build_resources
 
     v1 = build_resources()["v1"]
     path = v1.resolved_env_file()
     if path is not None:
-        saved = path.with_name(path.name + ".v1")
-        V1Settings.from_env_file(read_env_file(saved if saved.exists() else path))
+        V1Settings.from_env_file(read_env_file(v1_settings_file(path)))
 
 
 def _forward(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from cartrita_assets.envfile.cutover import cutover_file
 from cartrita_assets.environments import build_resources
 
 
@@ -32,9 +33,7 @@ def connect_info(_args: argparse.Namespace) -> int:
     print(f"PostgreSQL: {dsn}")
     print(f"Redis:      {rds.host}:{rds.port} (its password is in .env.v2)")
     env_path = v1.env_path(start_demo=False)
-    print(
-        f"The full settings, passwords included (0600): {env_path.with_name(env_path.name + '.v2')}"
-    )
+    print(f"The full settings, passwords included (0600): {cutover_file(env_path, 'v2')}")
     return 0
 
 

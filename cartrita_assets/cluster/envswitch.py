@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from cartrita_assets.envfile.cutover import cutover_file
 from cartrita_assets.errors import EnvFileError
 from cartrita_assets.redaction import write_private_file
 
@@ -83,7 +84,7 @@ def write_env_files(
             or was already switched to v2): nothing is overwritten.
     """
     original = env_file.read_bytes()
-    v1_copy = env_file.with_name(env_file.name + ".v1")
+    v1_copy = cutover_file(env_file, "v1")
     if v1_copy.exists() and v1_copy.read_bytes() != original:
         raise EnvFileError(
             f"{v1_copy} exists and differs from {env_file}: either v1's environment changed since "
@@ -92,7 +93,5 @@ def write_env_files(
         )
     write_private_file(v1_copy, original)
     text = original.decode("utf-8-sig")
-    v2_copy = write_private_file(
-        env_file.with_name(env_file.name + ".v2"), render_v2(text, postgres, redis)
-    )
+    v2_copy = write_private_file(cutover_file(env_file, "v2"), render_v2(text, postgres, redis))
     return v1_copy, v2_copy

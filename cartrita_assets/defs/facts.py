@@ -1,12 +1,15 @@
-"""What the sensors and the schedule look at before acting: the v2 database, runs in flight, the
-sources embeddings_index last used, and their settings from the environment."""
+"""The one reader of recorded facts: what the latest materializations of the assets wrote.
 
-import os
+Assets, checks, sensors, the schedule and the CLI read the v1 backup, the v2 database, the Secret
+names and the sources embeddings_index used only through here, so they fail the same way (one
+clear ``dg.Failure`` naming the asset to materialize) and agree on which v2 database is current.
+"""
+
+from typing import Any
 
 import dagster as dg
 
 from cartrita_assets.errors import CartritaError
-from cartrita_assets.vectors.indexing import EXACT_BELOW, HNSW_MAX_BYTES
 from cartrita_assets.vectors.sources import Source, sources_from_json
 
 RESTORED_DB = dg.AssetKey("restored_db")
@@ -28,41 +31,57 @@ ACTIVE = [
 ]
 
 
-def int_env(name: str, default: int, minimum: int = 0) -> int:
-    """``$name`` as a whole number (default when unset or empty).
-
-    Raises:
-        CartritaError: naming the variable when it is not a whole number >= ``minimum``.
-    """
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < minimum:
-        raise CartritaError(f"{name} must be a whole number >= {minimum}, got {raw!r}.")
-    return int(raw)
+def _latest_event(instance: dg.DagsterInstance, asset: dg.AssetKey) -> Any:
+    event = instance.get_latest_materialization_event(asset)
+    return None if event is None or event.asset_materialization is None else event
 
 
-def index_rule() -> dict[str, int]:
-    """The index rule's thresholds the automations pass to embeddings_index:
-    ``CARTRITA_EXACT_BELOW`` and ``CARTRITA_HNSW_MAX_BYTES`` (defaults: the asset's)."""
-    return {
-        "exact_below": int_env("CARTRITA_EXACT_BELOW", EXACT_BELOW),
-        "hnsw_max_bytes": int_env("CARTRITA_HNSW_MAX_BYTES", HNSW_MAX_BYTES, minimum=1),
-    }
+def latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict[str, Any] | None:
+    """The metadata values ``asset``'s latest materialization recorded, or None (never run)."""
+    event = _latest_event(instance, dg.AssetKey(asset))
+    if event is None:
+        return None
+    return {name: entry.value for name, entry in event.asset_materialization.metadata.items()}
+
+
+def required_metadata(instance: dg.DagsterInstance, asset: str, missing: str) -> dict[str, Any]:
+    """``asset``'s latest metadata, or a ``dg.Failure`` saying ``missing`` (what to run first)."""
+    metadata = latest_metadata(instance, asset)
+    if metadata is None:
+        raise dg.Failure(description=missing, allow_retries=False)
+    return metadata
+
+
+def restored_database(instance: dg.DagsterInstance) -> str | None:
+    """The v2 database restored_db last wrote, or None."""
+    database = (latest_metadata(instance, "restored_db") or {}).get("database")
+    return None if database is None else str(database)
+
+
+def target_database(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> str:
+    """The v2 database restored_db last wrote (v1's database name), for an asset or a check."""
+    database = restored_database(context.instance)
+    if database is None:
+        raise dg.Failure(
+            description="There is no restored database yet: materialize restored_db.",
+            allow_retries=False,
+        )
+    return database
 
 
 def v2_database(instance: dg.DagsterInstance) -> tuple[str | None, str]:
-    """(the v2 database restored_db last wrote, or None and why there is none to look at)."""
-    restored = instance.get_latest_materialization_event(RESTORED_DB)
-    if restored is None or restored.asset_materialization is None:
+    """(the v2 database the automations look at, or None and why there is none): the one
+    restored_db last wrote, unless v1 was reinstated since."""
+    restored = _latest_event(instance, RESTORED_DB)
+    if restored is None:
         return None, "there is no restored database yet (restored_db was never materialized)"
-    database = restored.asset_materialization.metadata.get("database")
+    database = restored_database(instance)
     if database is None:
         return None, "restored_db's latest materialization names no database"
-    reinstated = instance.get_latest_materialization_event(V1_REINSTATED)
+    reinstated = _latest_event(instance, V1_REINSTATED)
     if reinstated is not None and reinstated.timestamp > restored.timestamp:
         return None, "v1 was reinstated after the last restore (v2 is rolled back)"
-    return str(database.value), ""
+    return database, ""
 
 
 def run_in_flight(instance: dg.DagsterInstance) -> str | None:
@@ -79,13 +98,10 @@ def latest_sources(instance: dg.DagsterInstance) -> list[dict[str, object]] | No
     """The sources the latest embeddings_index materialization used, as its run config, or None
     when it was never materialized. Passed back so a sensor's run keeps the same sources (and the
     checks, which read them from that run's metadata, keep checking the same tables)."""
-    event = instance.get_latest_materialization_event(EMBEDDINGS_INDEX)
-    if event is None or event.asset_materialization is None:
-        return None
-    stored = event.asset_materialization.metadata.get("sources_config")
+    stored = (latest_metadata(instance, "embeddings_index") or {}).get("sources_config")
     if stored is None:
         return None
-    return [source_config(s) for s in sources_from_json(str(stored.value))]
+    return [source_config(s) for s in sources_from_json(str(stored))]
 
 
 def source_config(source: Source) -> dict[str, object]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from cartrita_assets import redis_copy
 from cartrita_assets.backup.manifest import REDIS_NAME, Manifest
 from cartrita_assets.envfile import V1Settings
+from cartrita_assets.envfile.cutover import cutover_file
 from cartrita_assets.errors import PreflightError
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect
@@ -72,7 +73,7 @@ def check_can_restore(v1: V1Settings) -> None:
 
 def restore_env_file(env_file: Path, log: Log) -> str:
     """Put ``.env.v1`` back as ``.env``; returns what happened."""
-    saved = env_file.with_name(env_file.name + ".v1")
+    saved = cutover_file(env_file, "v1")
     if not saved.exists():
         return f"{env_file} was never switched (no {saved.name}); left as it is"
     if env_file.exists() and env_file.read_bytes() == saved.read_bytes():

@@ -30,10 +30,11 @@ from typing import Any
 
 import dagster as dg
 
+from cartrita_assets.environments import ALERT_WEBHOOK_ENV, setting
 from cartrita_assets.paths import state_dir
 from cartrita_assets.redaction import private_dir
 
-WEBHOOK_ENV = "CARTRITA_ALERT_WEBHOOK_URL"
+WEBHOOK_ENV = ALERT_WEBHOOK_ENV
 WEBHOOK_TIMEOUT = 5
 PROBLEM_KEYS = ("problems", "details", "summary")
 MAX_PROBLEMS = 2000
@@ -120,7 +121,7 @@ def report_run(context: dg.RunStatusSensorContext, run: dg.DagsterRun) -> list[d
         _log(context, alert, message)
         lines.append(json.dumps(alert, sort_keys=True))
     _append(alerts_file(), lines)
-    url = os.environ.get(WEBHOOK_ENV, "").strip()
+    url = setting(WEBHOOK_ENV)
     if url:
         _post(context, url, {"text": _summary(run, alerts), "alerts": alerts})
     return alerts

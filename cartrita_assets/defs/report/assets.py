@@ -7,7 +7,7 @@ import dagster as dg
 
 from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
-from cartrita_assets.defs.schema.assets import target_database
+from cartrita_assets.defs.facts import target_database
 from cartrita_assets.defs.vectors.assets import embeddings_index
 from cartrita_assets.paths import data_path
 from cartrita_assets.redis_copy.client import client_for

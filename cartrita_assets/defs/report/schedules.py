@@ -1,31 +1,10 @@
 """v2_health_checks_schedule: v2's asset checks on a cron (hourly unless configured)."""
 
-import os
-
 import dagster as dg
-from dagster._utils.schedules import is_valid_cron_string
 
 from cartrita_assets.defs.facts import run_in_flight, v2_database
 from cartrita_assets.defs.jobs import v2_health_checks_job
-from cartrita_assets.errors import CartritaError
-
-CRON_ENV = "CARTRITA_HEALTH_CHECK_CRON"
-DEFAULT_CRON = "0 * * * *"
-
-
-def health_check_cron() -> str:
-    """``$CARTRITA_HEALTH_CHECK_CRON`` (default hourly, ``0 * * * *``), validated.
-
-    Raises:
-        CartritaError: naming the variable when the value is not a cron expression.
-    """
-    cron = os.environ.get(CRON_ENV, "").strip() or DEFAULT_CRON
-    if not is_valid_cron_string(cron):
-        raise CartritaError(
-            f"{CRON_ENV}={cron!r} is not a valid cron expression (five fields, e.g. "
-            f"{DEFAULT_CRON!r} for hourly). Fix or unset {CRON_ENV}."
-        )
-    return cron
+from cartrita_assets.environments import CRON_ENV, health_check_cron
 
 
 def build_health_checks_schedule(cron: str | None = None) -> dg.ScheduleDefinition:

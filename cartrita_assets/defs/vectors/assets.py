@@ -6,7 +6,8 @@ from pydantic import Field
 
 from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
-from cartrita_assets.defs.schema.assets import schema_version, target_database
+from cartrita_assets.defs.facts import target_database
+from cartrita_assets.defs.schema.assets import schema_version
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.vectors import quality, recall, tuning

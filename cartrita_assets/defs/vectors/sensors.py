@@ -22,15 +22,9 @@ import dagster as dg
 import psycopg
 
 from cartrita_assets.cluster.v2 import V2Target
-from cartrita_assets.defs.facts import (
-    index_rule,
-    int_env,
-    latest_sources,
-    run_in_flight,
-    short_error,
-    v2_database,
-)
+from cartrita_assets.defs.facts import latest_sources, run_in_flight, short_error, v2_database
 from cartrita_assets.defs.jobs import reindex_embeddings_job
+from cartrita_assets.environments import index_rule, int_setting
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.vectors.changes import PendingChanges, pending_changes, prune_changes
 from cartrita_assets.vectors.indexing import choose
@@ -43,8 +37,8 @@ from cartrita_assets.vectors.reindex import (
     stale_run,
 )
 
-STALE_INTERVAL = int_env("CARTRITA_STALE_SENSOR_INTERVAL", 60, minimum=1)
-INDEX_INTERVAL = int_env("CARTRITA_INDEX_SENSOR_INTERVAL", 300, minimum=1)
+STALE_INTERVAL = int_setting("CARTRITA_STALE_SENSOR_INTERVAL", 60, minimum=1)
+INDEX_INTERVAL = int_setting("CARTRITA_INDEX_SENSOR_INTERVAL", 300, minimum=1)
 # More distinct changed ids than this in one tick: one run comparing every row instead (the
 # content-hash comparison of a full run is cheaper than listing that many ids in a run config).
 MAX_IDS_ENV = "CARTRITA_STALE_MAX_IDS"
@@ -98,7 +92,7 @@ def stale_embeddings_sensor(
             ).fetchone()[0]:  # type: ignore[index]
                 raise _Skip("v2 has no embedding_source_changes table yet (migration 0007)")
             pruned = prune_changes(conn, after)  # handed to a run by an earlier tick
-            pending = pending_changes(conn, after, max_ids=int_env(MAX_IDS_ENV, MAX_IDS, 1))
+            pending = pending_changes(conn, after, max_ids=int_setting(MAX_IDS_ENV, MAX_IDS, 1))
     except _Skip as skip:
         return dg.SkipReason(str(skip))
     except psycopg.Error as exc:
