@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 from dagster._utils.schedules import is_valid_cron_string
 
+from cartrita_assets.backup.store import BackupStore
 from cartrita_assets.cluster.k8s.manifests import DEFAULT_NAMESPACE
 from cartrita_assets.cluster.k8s_target import KubernetesV2Target
 from cartrita_assets.cluster.v2 import LocalV2Target
@@ -23,7 +24,6 @@ from cartrita_assets.paths import state_dir
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.reports import ReportStore
-from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.vectors.indexing import EXACT_BELOW, HNSW_MAX_BYTES
 

@@ -12,13 +12,13 @@ import dagster as dg
 import pytest
 from helpers import running_demo, v1_source
 
+from cartrita_assets.backup.store import BackupStore
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.demo.servers import DemoV1
 from cartrita_assets.local.system import free_port
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.reports import ReportStore
-from cartrita_assets.resources.store import BackupStore
 
 
 @pytest.fixture(scope="session")

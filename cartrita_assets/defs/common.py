@@ -7,9 +7,9 @@ from pathlib import Path
 import dagster as dg
 
 from cartrita_assets.backup.manifest import Manifest
+from cartrita_assets.backup.store import BackupStore
 from cartrita_assets.defs.facts import required_metadata
 from cartrita_assets.errors import CartritaError
-from cartrita_assets.resources.store import BackupStore
 
 OWNERS = ["team:data-platform"]
 

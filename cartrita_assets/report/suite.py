@@ -30,6 +30,17 @@ GUIDE_RELATIONS = ("schema_migrations", "embeddings", "search_performance_metric
 LATENCY_QUERIES = 30
 
 
+class CaseFailed(Exception):
+    """A case's expectation does not hold (the message says which); unlike ``assert``, this is
+    raised under ``python -O`` too."""
+
+
+def expect(condition: object, message: str = "assertion failed") -> None:
+    """Fail the current case with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise CaseFailed(message)
+
+
 @dataclass
 class Case:
     suite: str
@@ -88,7 +99,7 @@ class _Runner:
         started = time.perf_counter()
         try:
             detail, passed = fn(), True
-        except AssertionError as exc:
+        except CaseFailed as exc:
             detail, passed = str(exc) or "assertion failed", False
         except (psycopg.Error, OSError) as exc:
             detail, passed = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}", False
@@ -131,23 +142,24 @@ def _connectivity(
 ) -> None:
     def version() -> str:
         row = conn.execute("SELECT version()").fetchone()
-        assert row and "PostgreSQL" in row[0], "SELECT version() gave no PostgreSQL version"
+        expect(row and "PostgreSQL" in row[0], "SELECT version() gave no PostgreSQL version")
         return row[0].split(" on ")[0]
 
     def pgvector() -> str:
         row = conn.execute("SELECT '[1,2,3]'::vector::text, extversion FROM pg_extension "
                            "WHERE extname = 'vector'").fetchone()  # fmt: skip
-        assert row and row[0] == "[1,2,3]", "'[1,2,3]'::vector did not round-trip"
+        expect(row and row[0] == "[1,2,3]", "'[1,2,3]'::vector did not round-trip")
         return f"pgvector {row[1]}"
 
     def app_login() -> str:
-        assert app is not None
+        if app is None:
+            raise CaseFailed("assertion failed")
         with connect(app, role="v2 PostgreSQL (application role)") as own:
             user = own.execute("SELECT current_user").fetchone()
         return f"logged in as {user[0] if user else '?'} with the application's credentials"
 
     def redis() -> str:
-        assert redis_ping(), "PING did not answer PONG"
+        expect(redis_ping(), "PING did not answer PONG")
         return "PONG"
 
     run.case("connectivity", "postgres_answers", version)
@@ -161,7 +173,7 @@ def _migration(run: _Runner, conn: psycopg.Connection, folder: Path) -> None:
     def applied() -> str:
         rows = status_rows(load_migrations(folder), read_history(conn))
         pending = [f"{r['version']} {r['state']}" for r in rows if r["state"] != "applied"]
-        assert not pending, f"not applied: {', '.join(pending)}"
+        expect(not pending, f"not applied: {', '.join(pending)}")
         return f"{len(rows)} migrations applied, checksums match"
 
     def guide_objects() -> str:
@@ -184,7 +196,7 @@ def _migration(run: _Runner, conn: psycopg.Connection, folder: Path) -> None:
         missing = sorted(set(GUIDE_FUNCTIONS) - set(names)) + sorted(
             set(GUIDE_RELATIONS) - set(rels)
         )
-        assert not missing, f"missing: {', '.join(missing)}"
+        expect(not missing, f"missing: {', '.join(missing)}")
         return f"{len(names)} functions and {len(rels)} tables/views the guide names"
 
     run.case("migration", "all_migrations_applied", applied)
@@ -199,7 +211,7 @@ def _vector(run: _Runner, conn: psycopg.Connection, result: SuiteResult) -> None
     models = _models(conn)
 
     def has_embeddings() -> str:
-        assert models, "the embeddings table is empty: materialize embeddings_index"
+        expect(models, "the embeddings table is empty: materialize embeddings_index")
         return ", ".join(f"{m} ({d} dims)" for m, d in models)
 
     def upsert() -> str:
@@ -214,12 +226,12 @@ def _vector(run: _Runner, conn: psycopg.Connection, result: SuiteResult) -> None
                 ).fetchone()[0]  # type: ignore[index]
                 for _ in range(2)
             ]
-        assert actions == ["inserted", "unchanged"], f"upsert twice gave {actions}"
+        expect(actions == ["inserted", "unchanged"], f"upsert twice gave {actions}")
         return "inserted, then unchanged (same hash); rolled back"
 
     def similarity_self() -> str:
         found = quality.similarity_search_finds_itself(conn)  # the check's sample and seed
-        assert found.passed, "; ".join(found.problems[:3])
+        expect(found.passed, "; ".join(found.problems[:3]))
         return f"{found.metadata['found_itself']}/{found.metadata['sampled']} found themselves"
 
     def guide_hybrid_call() -> str:
@@ -230,13 +242,13 @@ def _vector(run: _Runner, conn: psycopg.Connection, result: SuiteResult) -> None
             "'artificial intelligence', %s, 0.7, 0.3, 0.8, 10, NULL, %s)",
             (q, model),
         ).fetchall()
-        assert rows, "hybrid_search returned nothing for a stored vector"
-        assert all(0 <= r[2] <= 1 for r in rows), "a keyword score is outside 0..1"
+        expect(rows, "hybrid_search returned nothing for a stored vector")
+        expect(all(0 <= r[2] <= 1 for r in rows), "a keyword score is outside 0..1")
         return f"{len(rows)} rows; keyword scores within 0..1"
 
     def hybrid_both() -> str:
         outcome = quality.hybrid_search_combines_both(conn)
-        assert outcome.passed, "; ".join(outcome.problems[:3])
+        expect(outcome.passed, "; ".join(outcome.problems[:3]))
         return "a vector-only and a keyword-only match both came back"
 
     def rrf() -> str:
@@ -245,7 +257,7 @@ def _vector(run: _Runner, conn: psycopg.Connection, result: SuiteResult) -> None
             "SELECT count(*) FROM hybrid_search_rrf('notes', %s, 10, 60, NULL, %s, true)",
             (_sample(conn, model), model),
         ).fetchone()
-        assert rows and rows[0] > 0, "hybrid_search_rrf returned nothing"
+        expect(rows and rows[0] > 0, "hybrid_search_rrf returned nothing")
         return f"{rows[0]} rows"
 
     def latency() -> str:
@@ -265,7 +277,7 @@ def _vector(run: _Runner, conn: psycopg.Connection, result: SuiteResult) -> None
                     result.latencies_ms.setdefault(kind, []).append(ms)
         after = conn.execute(count).fetchone()[0]  # type: ignore[index]
         expected = sum(len(v) for v in result.latencies_ms.values())
-        assert after - before == expected, f"{after - before} searches recorded, not {expected}"
+        expect(after - before == expected, f"{after - before} searches recorded, not {expected}")
         p50, p95 = result.percentiles("similarity_search")
         return f"{expected} searches recorded; similarity p50 {p50:.2f} ms, p95 {p95:.2f} ms"
 
@@ -275,14 +287,14 @@ def _vector(run: _Runner, conn: psycopg.Connection, result: SuiteResult) -> None
         result.recall_at_10 = float(outcome.metadata["recall_at_10"])  # type: ignore[arg-type]
         lower = float(outcome.metadata["recall_at_10_lower_bound"])  # type: ignore[arg-type]
         result.recall_at_10_lower_bound = lower
-        assert outcome.passed, "; ".join(outcome.problems[:3])
+        expect(outcome.passed, "; ".join(outcome.problems[:3]))
         return (f"recall@10 {result.recall_at_10:.4f}, 95% lower bound {lower:.4f} >= "
                 f"{outcome.metadata['target']} (worst model)")  # fmt: skip
 
     def stats_view() -> str:
         outcome = quality.degenerate_vectors(conn)
         rows = outcome.metadata["sources"]
-        assert rows, "vector_search_stats is empty"
+        expect(rows, "vector_search_stats is empty")
         counts = ", ".join(
             f"{outcome.metadata[k]} {k.replace('_', ' ')}"
             for k in (
@@ -311,7 +323,8 @@ def _sample(conn: psycopg.Connection, model: str) -> object:
     row = conn.execute(
         "SELECT embedding FROM embeddings WHERE model = %s ORDER BY id LIMIT 1", (model,)
     ).fetchone()
-    assert row is not None, f"no embedding of {model}"
+    if row is None:
+        raise CaseFailed(f"no embedding of {model}")
     return row[0]
 
 

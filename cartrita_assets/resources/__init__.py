@@ -1,1 +1,1 @@
-"""Dagster resources shared by every phase: the v1 source, backup store, lock, reports, embedder."""
+"""Dagster resources shared by every phase: the v1 source, the lock, reports, the embedder."""

@@ -312,7 +312,7 @@ def test_second_concurrent_run_is_refused(resources, instance):
 
 
 def test_not_enough_disk_stops_before_writing(resources, instance):
-    from cartrita_assets.resources.store import BackupStore
+    from cartrita_assets.backup.store import BackupStore
 
     store = BackupStore(root=resources["backups"].root, min_free_ratio=1e9)
     resources = {**resources, "backups": store}

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from helpers import check_results, materialized
 
+from cartrita_assets.backup.store import BackupStore
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.definitions import JOBS, SCHEDULES, SENSORS, build_definitions
 from cartrita_assets.defs.report.alerts import (
@@ -31,7 +32,6 @@ from cartrita_assets.paths import data_path
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.lock import MigrationLock, release_run_lock
-from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.schema import MigrationRunner
 from cartrita_assets.vectors.changes import (

@@ -14,8 +14,8 @@ from support.nothing_lost import assert_nothing_lost, forward, v1_tables
 from support.tmpfs import fill, mounted_tmpfs
 
 from cartrita_assets.backup import snapshot as backup
+from cartrita_assets.backup.store import BackupStore
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.resources.store import BackupStore
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 

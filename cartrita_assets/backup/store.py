@@ -1,4 +1,4 @@
-"""Where backups live and which one is current."""
+"""Where backups live and which one is current: the backup folder as a Dagster resource."""
 
 from __future__ import annotations
 
