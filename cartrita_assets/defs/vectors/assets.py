@@ -209,15 +209,7 @@ def embeddings_index(
             ),
             "search_effort_shortfalls": sum(1 for t in tunings if not t.passed),
             "degenerate_vectors": table_md(
-                [
-                    "source",
-                    "model",
-                    "rows",
-                    "zero",
-                    "extreme magnitude",
-                    "undefined distance",
-                    "duplicates",
-                ],
+                quality.DEGENERATE_COLUMNS,
                 degenerate.metadata["sources"],  # type: ignore[arg-type]
             ),  # fmt: skip
             **{

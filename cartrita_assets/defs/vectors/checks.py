@@ -96,15 +96,7 @@ def vectors_are_well_formed(
         metadata={
             **result.metadata,
             "per_source": table_md(
-                [
-                    "source",
-                    "model",
-                    "rows",
-                    "zero",
-                    "extreme magnitude",
-                    "undefined distance",
-                    "duplicates",
-                ],
+                quality.DEGENERATE_COLUMNS,
                 outcome.metadata["sources"],
             ),  # fmt: skip
         },
