@@ -3,6 +3,7 @@ manifest) and a re-run that reaches every check green with v2 equal to v1."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -118,7 +119,11 @@ def test_run_process_killed_between_assets_then_rerun(resources, own_v1, test_di
         second = _cartrita(["forward", "--reports-dir", str(test_dir / "r")], env, test_dir)
         out, err = second.communicate(timeout=600)
         assert second.returncode == 0, out[-2000:] + err[-2000:]  # the lock died with the run
-        assert "Result: SUCCESS" in out and "FAILED" not in out
+        assert "Result: SUCCESS" in out
+        # a warning (vectors_are_well_formed: the demo holds degenerate vectors) does not fail it
+        report = Path(out.split("Run summary written to ")[1].split()[0])
+        summary = json.loads((report.parent / "summary.json").read_text())
+        assert all(c["passed"] or c["severity"] == "WARN" for c in summary["checks"])
         ports = {"pg_port": resources["v2"].pg_port, "redis_port": resources["v2"].redis_port}
         v2 = LocalV2Target(base_dir=str(test_dir / "state" / "v2"), **ports)
         with connect(v2.admin("cartrita"), role="test") as conn:
