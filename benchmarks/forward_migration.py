@@ -24,6 +24,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from cartrita_assets.backup.store import BackupStore
+from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.definitions import build_definitions
 from cartrita_assets.defs.jobs import FORWARD_ASSETS
 from cartrita_assets.demo.servers import DemoV1
@@ -33,9 +35,7 @@ from cartrita_assets.pg.tools import run_tool
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.lock import MigrationLock, release_run_lock
 from cartrita_assets.resources.reports import ReportStore
-from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import LocalV2Target
 
 
 def _fresh_database(v2: LocalV2Target, name: str) -> None:

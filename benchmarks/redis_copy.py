@@ -24,9 +24,10 @@ from pathlib import Path
 
 from cartrita_assets import redis_copy
 from cartrita_assets.demo.redis_seed import seed_redis
-from cartrita_assets.local.redis import LocalRedis, client_for
+from cartrita_assets.local.redis import LocalRedis
 from cartrita_assets.local.redis_servers import bundled_server, system_redis7
 from cartrita_assets.local.system import free_port
+from cartrita_assets.redis_copy.client import client_for
 
 
 def _connect(server: LocalRedis) -> redis_copy.Connect:

@@ -61,9 +61,9 @@ from pgvector.psycopg import register_vector
 from cartrita_assets.envfile.postgres import PostgresSettings
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.system import free_port
-from cartrita_assets.migrations.runner import MigrationRunner
 from cartrita_assets.paths import data_path
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.schema.runner import MigrationRunner
 from cartrita_assets.vectors import tuning
 
 MODEL = "bench-384"

@@ -9,11 +9,11 @@ from cartrita_assets.defs.backup import checks as backup_checks
 from cartrita_assets.defs.cluster import assets as cluster_assets
 from cartrita_assets.defs.cluster import checks as cluster_checks
 from cartrita_assets.defs.cluster import secrets as cluster_secrets
-from cartrita_assets.defs.jobs import forward_migration_job, rollback_job
-from cartrita_assets.defs.operations import JOBS as OPERATIONS_JOBS
-from cartrita_assets.defs.operations import SCHEDULES, SENSORS
+from cartrita_assets.defs.jobs import JOBS
 from cartrita_assets.defs.report import assets as report_assets
 from cartrita_assets.defs.report import checks as report_checks
+from cartrita_assets.defs.report.alerts import check_failure_alert_sensor, run_failure_alert_sensor
+from cartrita_assets.defs.report.schedules import v2_health_checks_schedule
 from cartrita_assets.defs.restore import assets as restore_assets
 from cartrita_assets.defs.restore import checks as restore_checks
 from cartrita_assets.defs.rollback import assets as rollback_assets
@@ -22,6 +22,7 @@ from cartrita_assets.defs.schema import assets as schema_assets
 from cartrita_assets.defs.schema import checks as schema_checks
 from cartrita_assets.defs.vectors import assets as vector_assets
 from cartrita_assets.defs.vectors import checks as vector_checks
+from cartrita_assets.defs.vectors.sensors import index_volume_sensor, stale_embeddings_sensor
 from cartrita_assets.environments import build_resources, executor_for
 
 ASSET_MODULES = [
@@ -44,6 +45,14 @@ CHECK_MODULES = [
     report_checks,
     rollback_checks,
 ]
+# Day-to-day operation of v2, each beside the phase it keeps healthy.
+SENSORS = [
+    stale_embeddings_sensor,
+    index_volume_sensor,
+    check_failure_alert_sensor,
+    run_failure_alert_sensor,
+]
+SCHEDULES = [v2_health_checks_schedule]
 
 
 def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
@@ -51,7 +60,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ASSET_MODULES),
         asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
-        jobs=[forward_migration_job, rollback_job, *OPERATIONS_JOBS],
+        jobs=JOBS,
         sensors=SENSORS,
         schedules=SCHEDULES,
         resources=resources if resources is not None else build_resources(),

@@ -1,4 +1,5 @@
-"""The one place that turns the environment (``CARTRITA_ENV``) into resources.
+"""The one place that turns the environment (``CARTRITA_ENV``) into resources, and that reads
+every ``CARTRITA_*`` setting (one parser for whole numbers, one for yes/no).
 
 ``local`` (default): v2 is a pair of servers under the state folder; without a v1 ``.env`` v1 is
 the demo. ``kubernetes``: v2 lives in the cluster and a missing v1 ``.env`` is an error.
@@ -12,19 +13,25 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._utils.schedules import is_valid_cron_string
 
+from cartrita_assets.backup.store import BackupStore
+from cartrita_assets.cluster.k8s.manifests import DEFAULT_NAMESPACE
+from cartrita_assets.cluster.k8s_target import KubernetesV2Target
+from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.errors import CartritaError
-from cartrita_assets.k8s.manifests import DEFAULT_NAMESPACE
 from cartrita_assets.paths import state_dir
 from cartrita_assets.resources.embedder import EmbedderResource
-from cartrita_assets.resources.k8s_target import KubernetesV2Target
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.reports import ReportStore
-from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import LocalV2Target
+from cartrita_assets.vectors.indexing import EXACT_BELOW, HNSW_MAX_BYTES
 
 ENVIRONMENTS = ("local", "kubernetes")
+TRUE = {"1", "true", "yes", "on"}
+CRON_ENV = "CARTRITA_HEALTH_CHECK_CRON"
+DEFAULT_CRON = "0 * * * *"
+ALERT_WEBHOOK_ENV = "CARTRITA_ALERT_WEBHOOK_URL"
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
@@ -50,13 +57,57 @@ def namespace_from_env() -> str:
     return namespace
 
 
-def _int_env(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None:
+def setting(name: str, default: str = "") -> str:
+    """``$name`` without surrounding blanks, or ``default`` when unset or empty."""
+    return os.environ.get(name, "").strip() or default
+
+
+def int_setting(name: str, default: int, minimum: int = 0) -> int:
+    """``$name`` as a whole number (``default`` when unset or empty).
+
+    Raises:
+        CartritaError: naming the variable when it is not a whole number >= ``minimum``.
+    """
+    raw = setting(name)
+    if not raw:
         return default
-    if not raw.isdigit():
-        raise CartritaError(f"{name} must be a whole number, got a non-numeric value.")
+    if not raw.isdigit() or int(raw) < minimum:
+        raise CartritaError(f"{name} must be a whole number >= {minimum}, got {raw!r}.")
     return int(raw)
+
+
+def bool_setting(name: str) -> bool:
+    """``$name`` is one of 1, true, yes, on (any case)."""
+    return setting(name).lower() in TRUE
+
+
+def index_rule() -> dict[str, int]:
+    """The index rule's thresholds the automations pass to embeddings_index:
+    ``CARTRITA_EXACT_BELOW`` and ``CARTRITA_HNSW_MAX_BYTES`` (defaults: the asset's)."""
+    return {
+        "exact_below": int_setting("CARTRITA_EXACT_BELOW", EXACT_BELOW),
+        "hnsw_max_bytes": int_setting("CARTRITA_HNSW_MAX_BYTES", HNSW_MAX_BYTES, minimum=1),
+    }
+
+
+def health_check_cron() -> str:
+    """``$CARTRITA_HEALTH_CHECK_CRON`` (default hourly, ``0 * * * *``), validated.
+
+    Raises:
+        CartritaError: naming the variable when the value is not a cron expression.
+    """
+    cron = setting(CRON_ENV, DEFAULT_CRON)
+    if not is_valid_cron_string(cron):
+        raise CartritaError(
+            f"{CRON_ENV}={cron!r} is not a valid cron expression (five fields, e.g. "
+            f"{DEFAULT_CRON!r} for hourly). Fix or unset {CRON_ENV}."
+        )
+    return cron
+
+
+def reports_dir() -> str:
+    """``$CARTRITA_REPORTS_DIR`` (default ``reports``): where integration reports are written."""
+    return setting("CARTRITA_REPORTS_DIR", "reports")
 
 
 def build_resources(env: str | None = None, state: Path | None = None) -> dict[str, Any]:
@@ -71,15 +122,15 @@ def build_resources(env: str | None = None, state: Path | None = None) -> dict[s
             default_env_file=".env",
             allow_demo=True,
             demo_dir=str(state / "demo-v1"),
-            demo_pg_port=_int_env("CARTRITA_DEMO_PG_PORT", 15432),
-            demo_redis_port=_int_env("CARTRITA_DEMO_REDIS_PORT", 16379),
-            demo_scale=_int_env("CARTRITA_DEMO_SCALE", 1),
+            demo_pg_port=int_setting("CARTRITA_DEMO_PG_PORT", 15432),
+            demo_redis_port=int_setting("CARTRITA_DEMO_REDIS_PORT", 16379),
+            demo_scale=int_setting("CARTRITA_DEMO_SCALE", 1),
             demo_redis_server=os.environ.get("CARTRITA_DEMO_REDIS_SERVER", ""),
         ),
         "v2": LocalV2Target(
             base_dir=str(state / "v2"),
-            pg_port=_int_env("CARTRITA_V2_PG_PORT", 32432),
-            redis_port=_int_env("CARTRITA_V2_REDIS_PORT", 32379),
+            pg_port=int_setting("CARTRITA_V2_PG_PORT", 32432),
+            redis_port=int_setting("CARTRITA_V2_REDIS_PORT", 32379),
             redis_server=os.environ.get("CARTRITA_V2_REDIS_SERVER", ""),
             namespace=namespace_from_env(),
         ),
@@ -88,7 +139,7 @@ def build_resources(env: str | None = None, state: Path | None = None) -> dict[s
         ),
         "migration_lock": MigrationLock(path=str(state / "locks" / "migration.lock")),
         "embedder": embedder_from_env(state),
-        "reports": ReportStore(root=os.environ.get("CARTRITA_REPORTS_DIR") or "reports"),
+        "reports": ReportStore(root=reports_dir()),
     }
 
 
@@ -107,7 +158,7 @@ def embedder_from_env(state: Path) -> EmbedderResource:
                             ("openai_model", "CARTRITA_OPENAI_MODEL")):  # fmt: skip
             if os.environ.get(name):
                 options[field] = os.environ[name]
-        options["openai_dimensions"] = _int_env("CARTRITA_OPENAI_DIMENSIONS", 1536)
+        options["openai_dimensions"] = int_setting("CARTRITA_OPENAI_DIMENSIONS", 1536)
     return EmbedderResource(**options)
 
 
@@ -127,8 +178,8 @@ def _kubernetes_resources(state: Path) -> dict[str, Any]:
             context=os.environ.get("CARTRITA_KUBE_CONTEXT") or None,
             namespace=namespace_from_env(),
             node_host=os.environ.get("CARTRITA_NODE_HOST", "localhost"),
-            pg_node_port=_int_env("CARTRITA_V2_PG_PORT", 32432),
-            redis_node_port=_int_env("CARTRITA_V2_REDIS_PORT", 32379),
+            pg_node_port=int_setting("CARTRITA_V2_PG_PORT", 32432),
+            redis_node_port=int_setting("CARTRITA_V2_REDIS_PORT", 32379),
             storage_class=os.environ.get("CARTRITA_STORAGE_CLASS") or None,
             state_dir=str(state / "kubernetes"),
         ),
@@ -139,5 +190,5 @@ def _kubernetes_resources(state: Path) -> dict[str, Any]:
             path=str(state / "locks" / "migration.lock"), across_processes=True
         ),
         "embedder": embedder_from_env(state),
-        "reports": ReportStore(root=os.environ.get("CARTRITA_REPORTS_DIR") or "reports"),
+        "reports": ReportStore(root=reports_dir()),
     }

@@ -15,9 +15,9 @@ from support.demo import running_demo
 from support.runs import local_resources
 from support.servers import SessionV2
 
+from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.demo.servers import DemoV1
 from cartrita_assets.local.system import free_port
-from cartrita_assets.resources.v2 import LocalV2Target
 
 
 @pytest.fixture(scope="session")

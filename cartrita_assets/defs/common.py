@@ -6,12 +6,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from cartrita_assets.errors import CartritaError, PreflightError
-from cartrita_assets.manifest import Manifest
-from cartrita_assets.resources.store import BackupStore
+from cartrita_assets.backup.manifest import Manifest
+from cartrita_assets.backup.store import BackupStore
+from cartrita_assets.defs.facts import required_metadata
+from cartrita_assets.errors import CartritaError
 
 OWNERS = ["team:data-platform"]
-V1_BACKUP = dg.AssetKey("v1_backup")
 
 
 def progress(
@@ -25,11 +25,9 @@ def current_backup(
     context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, store: BackupStore
 ) -> tuple[Path, Manifest]:
     """The backup recorded by the latest materialization of ``v1_backup``."""
-    event = context.instance.get_latest_materialization_event(V1_BACKUP)
-    if event is None or event.asset_materialization is None:
-        raise PreflightError("There is no backup yet: materialize v1_backup first.")
-    backup_id = event.asset_materialization.metadata["backup_id"].value
-    return store.load(str(backup_id))
+    missing = "There is no backup yet: materialize v1_backup first."
+    recorded = required_metadata(context.instance, "v1_backup", missing)
+    return store.load(str(recorded["backup_id"]))
 
 
 def table_md(header: list[str], rows: list[list[object]]) -> dg.MetadataValue:

@@ -1,4 +1,4 @@
-"""Jobs: the forward migration subset (and, as they land, rollback and re-index)."""
+"""Every job of the project: forward migration, rollback, re-index embeddings, v2 health checks."""
 
 import dagster as dg
 
@@ -32,3 +32,37 @@ rollback_job = dg.define_asset_job(
     ),
     tags={"cartrita/kind": "rollback"},
 )
+
+REINDEX_TAGS = {"cartrita/kind": "reindex"}
+
+reindex_embeddings_job = dg.define_asset_job(
+    "reindex_embeddings_job",
+    selection=dg.AssetSelection.assets("embeddings_index"),
+    description=(
+        "embeddings_index alone, with its checks: new and changed source rows embedded (only the "
+        "ids in source_ids when given), rows whose source is gone deleted, then each model's ANN "
+        "index kept, rebuilt (rebuild_models) or switched by the volume rule. No migration asset "
+        "runs. Launched by stale_embeddings_sensor and index_volume_sensor."
+    ),
+    tags=REINDEX_TAGS,
+)
+
+# The checks that stay true while v2 serves, nothing materialized: pgvector_cluster's (pgvector
+# works, Redis answers), schema_version's (migrations applied and unchanged, the guide's objects
+# exist) and embeddings_index's (index valid, search finds itself, recall, hybrid, freshness).
+# Not restored_db's: they compare v2 with the v1 backup, which stops being true as soon as the
+# application writes to v2 after the cutover. Not v1_backup's, k8s_secrets' or rollback's.
+HEALTH_CHECKED_ASSETS = ("pgvector_cluster", "schema_version", "embeddings_index")
+
+v2_health_checks_job = dg.define_asset_job(
+    "v2_health_checks_job",
+    selection=dg.AssetSelection.checks_for_assets(*HEALTH_CHECKED_ASSETS),
+    description=(
+        "Re-runs every asset check of pgvector_cluster, schema_version and embeddings_index "
+        "against the live v2 without materializing anything; run hourly by "
+        "v2_health_checks_schedule. A failed check is reported by the alert sensors."
+    ),
+    tags={"cartrita/kind": "health-checks"},
+)
+
+JOBS = [forward_migration_job, rollback_job, reindex_embeddings_job, v2_health_checks_job]

@@ -23,7 +23,7 @@ from cartrita_assets.local.redis_servers import (
 )
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.pg.roles import ensure_role
-from cartrita_assets.secrets import new_password, write_private_file
+from cartrita_assets.redaction import new_password, write_private_file
 
 DEMO_DB = "cartrita"
 DEMO_USER = "cartrita"

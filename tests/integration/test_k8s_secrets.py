@@ -13,8 +13,8 @@ from support.demo import v1_source
 from support.runs import check_results, event_log_text, failure_messages, run_job
 
 from cartrita_assets.envfile import V1Settings, read_env_file
-from cartrita_assets.local.redis import client_for
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.redis_copy.client import client_for
 
 pytestmark = pytest.mark.integration
 

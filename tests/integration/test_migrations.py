@@ -13,9 +13,9 @@ import pytest
 from support.runs import check_results, failure_messages, run_job
 
 from cartrita_assets.errors import ChecksumMismatch, MigrationError, MigrationLockTimeout
-from cartrita_assets.migrations import MigrationRunner, load_migrations
 from cartrita_assets.paths import data_path
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.schema import MigrationRunner, load_migrations
 
 pytestmark = pytest.mark.integration
 
@@ -265,7 +265,7 @@ def test_runner_finds_sql_in_an_installed_wheel(test_dir):
     install = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
     subprocess.run([*install, str(wheel)], check=True, capture_output=True, timeout=300)
     code = (
-        "from cartrita_assets.paths import data_path; from cartrita_assets.migrations import "
+        "from cartrita_assets.paths import data_path; from cartrita_assets.schema import "
         "load_migrations; p = data_path('sql'); print(p); "
         "print(len(load_migrations(p / 'migrations'))); print((data_path('k8s') / "
         "'job-db-migrate.yaml').exists())"

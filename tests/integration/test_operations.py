@@ -14,12 +14,13 @@ import pytest
 from support.runs import check_results, materialized
 from support.servers import SessionV2
 
-from cartrita_assets.definitions import build_definitions
-from cartrita_assets.defs.operations import JOBS, SCHEDULES, SENSORS
-from cartrita_assets.defs.operations.alerts import (
+from cartrita_assets.backup.store import BackupStore
+from cartrita_assets.cluster.v2 import LocalV2Target
+from cartrita_assets.definitions import JOBS, SCHEDULES, SENSORS, build_definitions
+from cartrita_assets.defs.report.alerts import (
     check_failure_alert_sensor,
 )
-from cartrita_assets.defs.operations.sensors import (
+from cartrita_assets.defs.vectors.sensors import (
     index_volume_sensor,
     stale_embeddings_sensor,
 )
@@ -27,9 +28,7 @@ from cartrita_assets.environments import build_resources
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.lock import MigrationLock, release_run_lock
-from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import LocalV2Target
 from cartrita_assets.vectors.changes import (
     install_change_triggers,
     pending_changes,

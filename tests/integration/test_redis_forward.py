@@ -12,10 +12,10 @@ from support.demo import running_demo, v1_source
 from support.runs import check_results, failure_messages, materialize, materialized
 
 from cartrita_assets import redis_copy
+from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.definitions import build_definitions
-from cartrita_assets.local.redis import client_for
 from cartrita_assets.local.redis_servers import bundled_server, system_redis7
-from cartrita_assets.resources.v2 import LocalV2Target
+from cartrita_assets.redis_copy.client import client_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from support.runs import check_results, failure_messages, materialized, run_job
 
 from cartrita_assets import redis_copy
 from cartrita_assets.demo.redis_seed import seed_redis
-from cartrita_assets.local.redis import client_for
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.redis_copy.client import client_for
 
 pytestmark = pytest.mark.integration
 

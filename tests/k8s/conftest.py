@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from support.control_plane import ControlPlane, assets_or_skip
 
-from cartrita_assets.k8s.cluster import KubernetesCluster
+from cartrita_assets.cluster.k8s.cluster import KubernetesCluster
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

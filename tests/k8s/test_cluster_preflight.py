@@ -7,7 +7,7 @@ import pytest
 from support.kube_env import kube_env
 from support.runs import failure_messages, materialize
 
-from cartrita_assets import cli
+from cartrita_assets.cli import main as cli
 from cartrita_assets.pg.connect import connect
 
 pytestmark = pytest.mark.integration

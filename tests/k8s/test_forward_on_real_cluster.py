@@ -14,7 +14,7 @@ import pytest
 from support.kube_env import KubeEnv, kube_env
 from support.runs import check_results, event_log_text, failure_messages, run_job
 
-from cartrita_assets.k8s.cluster import KubernetesCluster
+from cartrita_assets.cluster.k8s.cluster import KubernetesCluster
 
 pytestmark = pytest.mark.integration
 

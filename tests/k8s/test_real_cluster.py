@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cartrita_assets.k8s.cluster import (
+from cartrita_assets.cluster.k8s.cluster import (
     FIELD_MANAGER,
     ClusterError,
     ConflictError,
@@ -20,7 +20,7 @@ from cartrita_assets.k8s.cluster import (
     InvalidObjectError,
     KubernetesCluster,
 )
-from cartrita_assets.k8s.wait import wait_scaled_down, wait_statefulsets_ready
+from cartrita_assets.cluster.k8s.wait import wait_scaled_down, wait_statefulsets_ready
 
 OTHER_MANAGER = "cartrita-test-other"
 SECRET_VALUE = "real-cluster-Secret-9731"

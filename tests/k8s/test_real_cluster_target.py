@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from cartrita_assets.cluster import k8s_target
+from cartrita_assets.cluster.k8s.cluster import KubernetesCluster
+from cartrita_assets.cluster.k8s.secret_objects import build_secrets
+from cartrita_assets.cluster.k8s_target import KubernetesV2Target
 from cartrita_assets.envfile import V1Settings, parse_env_text
-from cartrita_assets.k8s.cluster import KubernetesCluster
-from cartrita_assets.k8s.secret_objects import build_secrets
-from cartrita_assets.resources import k8s_target
-from cartrita_assets.resources.k8s_target import KubernetesV2Target
 from cartrita_assets.resources.v1 import V1Source
 
 ENV = (

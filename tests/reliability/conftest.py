@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from support.demo import running_demo
 
+from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.demo.servers import DemoV1
-from cartrita_assets.resources.v2 import LocalV2Target
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from support.nothing_lost import assert_nothing_lost, forward, v1_tables
 from support.runs import failure_messages, materialized
 from support.tmpfs import fill, mounted_tmpfs
 
-from cartrita_assets import backup
+from cartrita_assets.backup import snapshot as backup
+from cartrita_assets.backup.store import BackupStore
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.resources.store import BackupStore
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 

@@ -15,10 +15,10 @@ from support.demo import v1_source
 from support.faults import Watcher, crash_server, kill
 from support.runs import check_results, failure_messages, run_job
 
-from cartrita_assets.manifest import Manifest
+from cartrita_assets.backup.manifest import Manifest
+from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.resources.v2 import LocalV2Target
-from cartrita_assets.rollback import compare_v1
+from cartrita_assets.rollback.steps import compare_v1
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 

@@ -26,15 +26,15 @@ from support.demo import v1_source
 from support.nothing_lost import forward
 from support.runs import check_results, failure_messages
 
+from cartrita_assets.backup.manifest import Manifest
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.system import free_port
-from cartrita_assets.manifest import Manifest
-from cartrita_assets.migrations import MigrationRunner
 from cartrita_assets.paths import data_path
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.pg.tools import _is_ambiguous
-from cartrita_assets.rollback import compare_v1
+from cartrita_assets.rollback.steps import compare_v1
+from cartrita_assets.schema import MigrationRunner
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 

@@ -24,11 +24,11 @@ from support.demo import v1_source
 from support.proc_audit import ProcessAudit
 from support.runs import check_results, event_log_text, failure_messages, run_job
 
+from cartrita_assets.backup.manifest import Manifest
+from cartrita_assets.cli.summary import RunSummary
 from cartrita_assets.envfile import read_env_file
-from cartrita_assets.manifest import Manifest
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.rollback import compare_v1
-from cartrita_assets.run_summary import RunSummary
+from cartrita_assets.rollback.steps import compare_v1
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 

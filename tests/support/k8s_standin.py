@@ -1,6 +1,6 @@
 """`InMemoryCluster`: an in-memory stand-in for a Kubernetes API server, for the unit tests.
 
-It implements the `cartrita_assets.k8s.cluster.Cluster` protocol and keeps the server
+It implements the `cartrita_assets.cluster.k8s.cluster.Cluster` protocol and keeps the server
 behaviours this project relies on (422 on an invalid object, 409 on a field-manager conflict,
 immutable Secrets, the scale subresource, 404 for a missing namespace).
 
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cartrita_assets.k8s.errors import (
+from cartrita_assets.cluster.k8s.errors import (
     ClusterError,
     ConflictError,
     ImmutableError,
@@ -27,7 +27,7 @@ from cartrita_assets.k8s.errors import (
     _require_namespace,
     secret_values,
 )
-from cartrita_assets.k8s.objects import (
+from cartrita_assets.cluster.k8s.objects import (
     FIELD_MANAGER,
     Obj,
     ObjList,
@@ -35,7 +35,7 @@ from cartrita_assets.k8s.objects import (
     describe,
     sort_events,
 )
-from cartrita_assets.secrets import redact
+from cartrita_assets.redaction import redact
 
 VALIDATION_VERSION = "1.30.0"
 SCALE_MANAGER = f'"{FIELD_MANAGER}" with subresource "scale"'

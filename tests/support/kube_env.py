@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from psycopg import sql
 
+from cartrita_assets.cluster.k8s.cluster import KubernetesCluster
 from cartrita_assets.environments import build_resources
-from cartrita_assets.k8s.cluster import KubernetesCluster
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.redis import LocalRedis
 from cartrita_assets.local.system import free_port

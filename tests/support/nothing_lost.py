@@ -6,10 +6,10 @@ from typing import Any
 
 import dagster as dg
 
-from cartrita_assets.manifest import Manifest
+from cartrita_assets.backup.manifest import Manifest
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.rollback import compare_v1
+from cartrita_assets.rollback.steps import compare_v1
 from support.runs import check_results, failure_messages, run_job
 
 

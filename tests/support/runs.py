@@ -7,11 +7,11 @@ from typing import Any
 
 import dagster as dg
 
+from cartrita_assets.backup.store import BackupStore
 from cartrita_assets.definitions import build_definitions
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.lock import MigrationLock, release_run_lock
 from cartrita_assets.resources.reports import ReportStore
-from cartrita_assets.resources.store import BackupStore
 from support.demo import v1_source
 
 

@@ -10,8 +10,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from support.k8s_standin import InMemoryCluster
 
-from cartrita_assets.errors import CartritaError
-from cartrita_assets.k8s.cluster import (
+from cartrita_assets.cluster.k8s.cluster import (
     FIELD_MANAGER,
     Cluster,
     ClusterError,
@@ -21,7 +20,8 @@ from cartrita_assets.k8s.cluster import (
     KubernetesCluster,
     translate_api_error,
 )
-from cartrita_assets.k8s.wait import wait_scaled_down, wait_statefulsets_ready
+from cartrita_assets.cluster.k8s.wait import wait_scaled_down, wait_statefulsets_ready
+from cartrita_assets.errors import CartritaError
 
 NS = "data-stack"
 SECRET_VALUE = "Sup3r-Secret-Value-4242"

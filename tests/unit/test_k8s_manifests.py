@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cartrita_assets.k8s.manifests import (
+from cartrita_assets.cluster.k8s.manifests import (
     KIND_ORDER,
     ClusterParams,
     ManifestError,

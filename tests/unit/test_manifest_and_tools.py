@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from cartrita_assets.manifest import (
+from cartrita_assets.backup.manifest import (
     DUMP_NAME,
     Manifest,
     PostgresPart,
@@ -17,7 +17,7 @@ from cartrita_assets.manifest import (
 from cartrita_assets.pg.inventory import SequenceState, TableState
 from cartrita_assets.pg.roles import scram_verifier
 from cartrita_assets.pg.tools import _parse_toc_line, count_copy_rows
-from cartrita_assets.secrets import fingerprint, redact, write_private_file
+from cartrita_assets.redaction import fingerprint, redact, write_private_file
 
 
 def _manifest(folder: Path) -> Manifest:

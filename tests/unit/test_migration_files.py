@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from cartrita_assets.errors import MigrationError
-from cartrita_assets.migrations import checksum, load_migrations, manifest_problems
-from cartrita_assets.migrations.files import check_dependencies
 from cartrita_assets.paths import data_path
+from cartrita_assets.schema import checksum, load_migrations, manifest_problems
+from cartrita_assets.schema.files import check_dependencies
 
 SQL = data_path("sql") / "migrations"
 

@@ -10,18 +10,18 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.defs.cluster.checks import redis_responds
-from cartrita_assets.defs.operations.alerts import check_failure_alert_sensor
-from cartrita_assets.defs.operations.schedules import build_health_checks_schedule
-from cartrita_assets.defs.operations.sensors import (
+from cartrita_assets.defs.report.alerts import check_failure_alert_sensor
+from cartrita_assets.defs.report.checks import integration_suite_passes
+from cartrita_assets.defs.report.schedules import build_health_checks_schedule
+from cartrita_assets.defs.vectors.sensors import (
     _stale_request,
     index_volume_sensor,
     stale_embeddings_sensor,
 )
-from cartrita_assets.defs.report.checks import integration_suite_passes
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.local.system import free_port
-from cartrita_assets.resources.v2 import LocalV2Target
 from cartrita_assets.vectors.changes import PendingChanges
 
 DB = "vec"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cartrita_assets.cluster.k8s.manifests import ClusterParams, redis_image, render_cluster
 from cartrita_assets.errors import PreflightError
-from cartrita_assets.k8s.manifests import ClusterParams, redis_image, render_cluster
 from cartrita_assets.redis_copy import ServerVersion, check_not_older
 from cartrita_assets.redis_copy.paths import payload_rdb_version
 

@@ -7,8 +7,8 @@ from urllib.parse import unquote, urlsplit
 
 import kubernetes_validate
 
+from cartrita_assets.cluster.k8s.secret_objects import build_secrets, same_secret
 from cartrita_assets.envfile import V1Settings, parse_env_text
-from cartrita_assets.k8s.secret_objects import build_secrets, same_secret
 
 AWKWARD = (
     "\ufeff# v1\r\n"

@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from cartrita_assets.backup import take_backup
+from cartrita_assets.backup.snapshot import take_backup
+from cartrita_assets.backup.store import BackupStore
 from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
 from cartrita_assets.resources.lock import MigrationLock
-from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
 
 

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import dagster as dg
 
+from cartrita_assets.backup.manifest import DUMP_NAME, Manifest, verify_files
+from cartrita_assets.backup.store import BackupStore
 from cartrita_assets.defs.backup.assets import v1_backup
 from cartrita_assets.defs.common import current_backup
-from cartrita_assets.manifest import DUMP_NAME, Manifest, verify_files
 from cartrita_assets.pg.inventory import qualified
 from cartrita_assets.pg.tools import count_copy_rows, read_toc
-from cartrita_assets.resources.store import BackupStore
 
 
 @dg.asset_check(asset=v1_backup, blocking=True)

@@ -2,15 +2,16 @@
 
 import dagster as dg
 
-from cartrita_assets.backup import redis_version
+from cartrita_assets.backup.snapshot import redis_version
+from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.cluster.secrets import k8s_secrets, v1_major
 from cartrita_assets.defs.common import OWNERS, progress, user_errors
-from cartrita_assets.local.redis import client_for
+from cartrita_assets.defs.facts import required_metadata
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.redis_copy.versions import ServerVersion, check_not_older, server_version
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import V2Target
 
 
 @dg.asset(
@@ -58,8 +59,6 @@ def check_redis_not_older(v1_redis: str, v2: V2Target) -> str:
 
 def secret_names(context: dg.AssetExecutionContext) -> dict[str, str]:
     """The hash-suffixed Secret names k8s_secrets last created."""
-    event = context.instance.get_latest_materialization_event(k8s_secrets.key)
-    if event is None or event.asset_materialization is None:
-        raise dg.Failure(description="There are no Secrets yet: materialize k8s_secrets first.")
-    meta = event.asset_materialization.metadata
-    return {role: str(meta[f"{role}_secret"].value) for role in ("postgres", "redis", "app")}
+    missing = "There are no Secrets yet: materialize k8s_secrets first."
+    meta = required_metadata(context.instance, "k8s_secrets", missing)
+    return {role: str(meta[f"{role}_secret"]) for role in ("postgres", "redis", "app")}

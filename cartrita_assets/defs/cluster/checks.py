@@ -6,11 +6,11 @@ import dagster as dg
 import psycopg
 import redis
 
+from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.cluster.assets import pgvector_cluster
-from cartrita_assets.local.redis import client_for
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.redis_copy.versions import server_version
-from cartrita_assets.resources.v2 import V2Target
 
 
 @dg.asset_check(asset=pgvector_cluster, blocking=True)

@@ -5,14 +5,15 @@ import stat
 
 import dagster as dg
 
+from cartrita_assets.cluster.envswitch import write_env_files
+from cartrita_assets.cluster.k8s.secret_objects import build_secrets
+from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
 from cartrita_assets.envfile import V1Settings
-from cartrita_assets.envswitch import write_env_files
-from cartrita_assets.k8s.secret_objects import build_secrets
+from cartrita_assets.envfile.cutover import cutover_file
 from cartrita_assets.pg.connect import connect, server_major
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import V2Target
 
 
 @dg.asset(group_name="v2", kinds={"kubernetes"}, owners=OWNERS)
@@ -71,13 +72,13 @@ def env_copies_are_exact_and_private(v1: V1Source) -> dg.AssetCheckResult:
     """.env.v1 is byte-for-byte v1's .env, and both copies are readable by their owner only."""
     env_path = v1.env_path()
     problems = []
-    for suffix in (".v1", ".v2"):
-        copy = env_path.with_name(env_path.name + suffix)
+    for version in ("v1", "v2"):
+        copy = cutover_file(env_path, version)
         if not copy.exists():
             problems.append(f"{copy.name} missing")
         elif stat.S_IMODE(copy.stat().st_mode) & 0o077:
             problems.append(f"{copy.name} is readable by others")
-    v1_copy = env_path.with_name(env_path.name + ".v1")
+    v1_copy = cutover_file(env_path, "v1")
     if v1_copy.exists() and v1_copy.read_bytes() != env_path.read_bytes():
         problems.append(".env.v1 differs from .env")
     return dg.AssetCheckResult(

@@ -5,16 +5,16 @@ from pathlib import Path
 
 import dagster as dg
 
+from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
-from cartrita_assets.defs.schema.assets import target_database
+from cartrita_assets.defs.facts import target_database
 from cartrita_assets.defs.vectors.assets import embeddings_index
-from cartrita_assets.integration.report import new_report_dir, write_report
-from cartrita_assets.integration.suite import run_suite
-from cartrita_assets.local.redis import client_for
 from cartrita_assets.paths import data_path
+from cartrita_assets.redis_copy.client import client_for
+from cartrita_assets.report.report import new_report_dir, write_report
+from cartrita_assets.report.suite import run_suite
 from cartrita_assets.resources.reports import ReportStore
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import V2Target
 
 
 @dg.asset(

@@ -4,14 +4,14 @@ from typing import Literal
 
 import dagster as dg
 
+from cartrita_assets.backup.store import BackupStore
+from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.backup.assets import v1_backup
 from cartrita_assets.defs.cluster.assets import pgvector_cluster
 from cartrita_assets.defs.common import OWNERS, current_backup, progress, user_errors
 from cartrita_assets.resources.lock import MigrationLock
-from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import V2Target
-from cartrita_assets.restore import restore_postgres, restore_redis, verify_backup
+from cartrita_assets.restore.steps import restore_postgres, restore_redis, verify_backup
 
 
 class RestoreConfig(dg.Config):

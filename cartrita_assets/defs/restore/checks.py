@@ -6,15 +6,15 @@ from dataclasses import replace
 import dagster as dg
 
 from cartrita_assets import redis_copy
+from cartrita_assets.backup.manifest import REDIS_NAME, Manifest
+from cartrita_assets.backup.store import BackupStore
+from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import current_backup, table_md
 from cartrita_assets.defs.restore.assets import restored_db
-from cartrita_assets.local.redis import client_for
-from cartrita_assets.manifest import REDIS_NAME, Manifest
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.resources.store import BackupStore
+from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import V2Target
 
 ERROR = dg.AssetCheckSeverity.ERROR
 

@@ -2,15 +2,15 @@
 
 import dagster as dg
 
+from cartrita_assets.backup.store import BackupStore
+from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.backup.assets import v1_backup
 from cartrita_assets.defs.common import OWNERS, current_backup, progress, user_errors
 from cartrita_assets.errors import PreflightError, RestoreError
 from cartrita_assets.resources.lock import MigrationLock
-from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import V2Target
-from cartrita_assets.restore import restore_postgres, restore_redis, verify_backup
-from cartrita_assets.rollback import check_can_restore, compare_v1, restore_env_file
+from cartrita_assets.restore.steps import restore_postgres, restore_redis, verify_backup
+from cartrita_assets.rollback.steps import check_can_restore, compare_v1, restore_env_file
 
 
 class RollbackConfig(dg.Config):

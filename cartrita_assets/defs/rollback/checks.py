@@ -2,11 +2,11 @@
 
 import dagster as dg
 
+from cartrita_assets.backup.store import BackupStore
 from cartrita_assets.defs.common import current_backup
 from cartrita_assets.defs.rollback.assets import v1_reinstated
-from cartrita_assets.resources.store import BackupStore
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.rollback import compare_v1
+from cartrita_assets.rollback.steps import compare_v1
 
 
 @dg.asset_check(asset=v1_reinstated, blocking=True)

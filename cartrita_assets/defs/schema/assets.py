@@ -2,26 +2,17 @@
 
 import dagster as dg
 
+from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
+from cartrita_assets.defs.facts import target_database
 from cartrita_assets.defs.restore.assets import restored_db
-from cartrita_assets.migrations import MigrationRunner, status_rows
-from cartrita_assets.migrations.files import load_migrations
-from cartrita_assets.migrations.history import read_history
 from cartrita_assets.paths import data_path
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.resources.v2 import V2Target
-
-RESTORED_DB = dg.AssetKey("restored_db")
-
-
-def target_database(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> str:
-    """The v2 database restored_db last wrote (v1's database name)."""
-    event = context.instance.get_latest_materialization_event(RESTORED_DB)
-    if event is None or event.asset_materialization is None:
-        raise dg.Failure(description="There is no restored database yet: materialize restored_db.")
-    return str(event.asset_materialization.metadata["database"].value)
+from cartrita_assets.schema import MigrationRunner, status_rows
+from cartrita_assets.schema.files import load_migrations
+from cartrita_assets.schema.history import read_history
 
 
 @dg.asset(group_name="v2", kinds={"postgres", "sql"}, owners=OWNERS, deps=[restored_db])

@@ -2,9 +2,10 @@
 
 import dagster as dg
 
-from cartrita_assets.defs.schema.assets import history_rows, schema_version, target_database
+from cartrita_assets.cluster.v2 import V2Target
+from cartrita_assets.defs.facts import target_database
+from cartrita_assets.defs.schema.assets import history_rows, schema_version
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.resources.v2 import V2Target
 
 # What the guide promises, with the argument lists it shows (identity arguments, in order).
 GUIDE_FUNCTIONS = {

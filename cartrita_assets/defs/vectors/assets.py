@@ -4,11 +4,12 @@ import dagster as dg
 import psycopg
 from pydantic import Field
 
+from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
-from cartrita_assets.defs.schema.assets import schema_version, target_database
+from cartrita_assets.defs.facts import target_database
+from cartrita_assets.defs.schema.assets import schema_version
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.resources.embedder import EmbedderResource
-from cartrita_assets.resources.v2 import V2Target
 from cartrita_assets.vectors import quality, recall, tuning
 from cartrita_assets.vectors.changes import install_change_triggers
 from cartrita_assets.vectors.indexing import (
@@ -208,15 +209,7 @@ def embeddings_index(
             ),
             "search_effort_shortfalls": sum(1 for t in tunings if not t.passed),
             "degenerate_vectors": table_md(
-                [
-                    "source",
-                    "model",
-                    "rows",
-                    "zero",
-                    "extreme magnitude",
-                    "undefined distance",
-                    "duplicates",
-                ],
+                quality.DEGENERATE_COLUMNS,
                 degenerate.metadata["sources"],  # type: ignore[arg-type]
             ),  # fmt: skip
             **{

@@ -4,15 +4,13 @@ and freshness. Each reads the live database only and carries numbers the UI plot
 import dagster as dg
 import psycopg
 
+from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import table_md
-from cartrita_assets.defs.schema.assets import target_database
+from cartrita_assets.defs.facts import required_metadata, target_database
 from cartrita_assets.defs.vectors.assets import embeddings_index
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.resources.v2 import V2Target
 from cartrita_assets.vectors import quality
 from cartrita_assets.vectors.sources import Source, sources_from_json
-
-EMBEDDINGS_INDEX = dg.AssetKey("embeddings_index")
 
 
 def _result(outcome: quality.Outcome, **numbers: object) -> dg.AssetCheckResult:
@@ -27,13 +25,11 @@ def _result(outcome: quality.Outcome, **numbers: object) -> dg.AssetCheckResult:
 
 def _latest(context: dg.AssetCheckExecutionContext) -> tuple[list[Source], str | None]:
     """The sources and embedder model the latest materialization used."""
-    event = context.instance.get_latest_materialization_event(EMBEDDINGS_INDEX)
-    if event is None or event.asset_materialization is None:
-        raise dg.Failure(description="embeddings_index has not been materialized yet.")
-    meta = event.asset_materialization.metadata
-    sources = sources_from_json(str(meta["sources_config"].value))
+    missing = "embeddings_index has not been materialized yet."
+    meta = required_metadata(context.instance, "embeddings_index", missing)
+    sources = sources_from_json(str(meta["sources_config"]))
     model = meta.get("embedder_model")
-    return sources, (str(model.value) if model is not None else None)
+    return sources, (str(model) if model is not None else None)
 
 
 def _conn(context: dg.AssetCheckExecutionContext, v2: V2Target) -> psycopg.Connection:
@@ -100,15 +96,7 @@ def vectors_are_well_formed(
         metadata={
             **result.metadata,
             "per_source": table_md(
-                [
-                    "source",
-                    "model",
-                    "rows",
-                    "zero",
-                    "extreme magnitude",
-                    "undefined distance",
-                    "duplicates",
-                ],
+                quality.DEGENERATE_COLUMNS,
                 outcome.metadata["sources"],
             ),  # fmt: skip
         },

@@ -1,0 +1,124 @@
+"""The backup manifest: everything v1 held at the snapshot, so v2 (or a rolled-back v1) can be
+checked against it. Stored as ``manifest.json`` (0600) beside the dump.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cartrita_assets.pg.inventory import SequenceState, TableState
+from cartrita_assets.redaction import write_private_file
+
+MANIFEST_NAME = "manifest.json"
+DUMP_NAME = "postgres.dump"  # a pg_dump directory-format archive
+REDIS_NAME = "redis.jsonl"
+
+
+@dataclass
+class PostgresPart:
+    """What the v1 PostgreSQL database held at the snapshot."""
+
+    server_version: str
+    major: int
+    database: str
+    owner: str
+    encoding: str
+    collate: str
+    size_bytes: int
+    extensions: dict[str, dict[str, str]]
+    roles: dict[str, dict[str, bool]]
+    tables: dict[str, TableState]
+    sequences: dict[str, SequenceState]
+    snapshot: str
+    pg_dump_version: str
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+
+
+@dataclass
+class RedisPart:
+    """What the v1 Redis held when it was read."""
+
+    server_version: str
+    keys_per_db: dict[int, int]
+    keys_with_ttl: int
+    digest: str
+    sha256: str
+
+
+@dataclass
+class Manifest:
+    """The whole manifest of one backup."""
+
+    backup_id: str
+    created_at: str
+    source: dict[str, str]
+    postgres: PostgresPart
+    redis: RedisPart | None
+
+    def save(self, folder: Path) -> Path:
+        """Write ``manifest.json`` (0600) into ``folder``."""
+        text = json.dumps(asdict(self), indent=2, sort_keys=True)
+        return write_private_file(folder / MANIFEST_NAME, text + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest:
+        """Read ``manifest.json`` from ``folder``."""
+        data = json.loads((folder / MANIFEST_NAME).read_text())
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        pg = dict(data["postgres"])
+        pg["tables"] = {k: TableState(**v) for k, v in pg["tables"].items()}
+        pg["sequences"] = {k: SequenceState(**v) for k, v in pg["sequences"].items()}
+        redis_part = data.get("redis")
+        if redis_part:
+            redis_part = dict(redis_part)
+            redis_part["keys_per_db"] = {int(k): v for k, v in redis_part["keys_per_db"].items()}
+        return cls(
+            backup_id=data["backup_id"],
+            created_at=data["created_at"],
+            source=data["source"],
+            postgres=PostgresPart(**pg),
+            redis=RedisPart(**redis_part) if redis_part else None,
+        )
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checksum_tree(folder: Path, root: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder``, keyed by path relative to ``root``."""
+    return {
+        str(p.relative_to(root)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def verify_files(folder: Path, manifest: Manifest) -> list[str]:
+    """Problems found comparing the backup's files to the manifest (empty when intact)."""
+    problems: list[str] = []
+    expected = dict(manifest.postgres.files)
+    if manifest.redis:
+        expected[REDIS_NAME] = manifest.redis.sha256
+    for rel, digest in sorted(expected.items()):
+        path = folder / rel
+        if not path.is_file():
+            problems.append(f"{rel}: missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{rel}: sha256 differs from the manifest")
+    dump = folder / DUMP_NAME
+    if dump.is_dir():
+        present = {str(p.relative_to(folder)) for p in dump.rglob("*") if p.is_file()}
+        extra = present - set(manifest.postgres.files)
+        problems += [f"{rel}: not in the manifest" for rel in sorted(extra)]
+    return problems

@@ -1,0 +1,1 @@
+"""The ``cartrita`` command: ``main`` parses and dispatches; one module per command group."""

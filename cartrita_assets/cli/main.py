@@ -1,0 +1,216 @@
+"""``cartrita``: run the migration, and look after the local servers, from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cartrita_assets.cli import db as cli_db
+from cartrita_assets.cli import integration as cli_test
+from cartrita_assets.cli import v2 as cli_v2
+from cartrita_assets.errors import CartritaError
+from cartrita_assets.instance import ensure_dagster_home
+from cartrita_assets.paths import PROJECT_ROOT, state_dir
+
+
+def _run_job(
+    name: str, run_config: dict[str, object], reports_dir: str | None, verbose: bool = False
+) -> int:
+    import dagster as dg
+
+    from cartrita_assets import environments
+    from cartrita_assets.cli.summary import RunSummary
+    from cartrita_assets.definitions import build_definitions
+    from cartrita_assets.resources.lock import release_run_lock
+
+    ensure_dagster_home()
+    reports_dir = reports_dir or environments.reports_dir()
+    os.environ["CARTRITA_REPORTS_DIR"] = reports_dir  # integration_report writes there too
+    job = build_definitions().resolve_job_def(name)
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        run_config={**run_config, "loggers": console_logger_config(verbose)},
+        raise_on_error=False,
+    )
+    release_run_lock(result.run_id)
+    summary = RunSummary.from_result(result)
+    report = summary.write(Path(reports_dir))
+    print(summary.markdown())
+    print(f"Run summary written to {report.resolve()}")
+    for path in _integration_reports(result):
+        print(f"Integration report: {path}")
+    print("Browse the run and the asset graph with: cartrita dev")
+    return 0 if result.success else 1
+
+
+def console_logger_config(verbose: bool) -> dict[str, object]:
+    """The terminal shows the assets' progress lines (INFO and up); the engine's step events are
+    DEBUG and appear only with ``--verbose``. The run's event log keeps everything either way."""
+    return {"console": {"config": {"log_level": "DEBUG" if verbose else "INFO"}}}
+
+
+def _integration_reports(result: object) -> list[str]:
+    """report.md paths of integration_report materializations in the run."""
+    paths = []
+    for event in result.all_events:  # type: ignore[attr-defined]
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            meta = event.event_specific_data.materialization.metadata
+            if "report_md" in meta:
+                paths.append(str(meta["report_md"].value))
+    return paths
+
+
+def _check_v1_env_file() -> None:
+    """Read v1's .env before a job starts: a bad file is one clear error, not a failed run.
+
+    Nothing is started or written (the demo v1 is not started here); the assets read it again.
+    """
+    from cartrita_assets.envfile import V1Settings, read_env_file
+    from cartrita_assets.envfile.cutover import v1_settings_file
+    from cartrita_assets.environments import build_resources
+
+    v1 = build_resources()["v1"]
+    path = v1.resolved_env_file()
+    if path is not None:
+        V1Settings.from_env_file(read_env_file(v1_settings_file(path)))
+
+
+def _forward(args: argparse.Namespace) -> int:
+    _check_v1_env_file()
+    replace = {"replace_existing_database": args.replace_existing_database}
+    config = {"ops": {"restored_db": {"config": replace}}}
+    return _run_job("forward_migration_job", config, args.reports_dir, args.verbose)
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    _check_v1_env_file()
+    confirm = {"confirm_overwrite_v1": args.confirm_overwrite_v1}
+    return _run_job(
+        "rollback_job", {"ops": {"v1_reinstated": {"config": confirm}}}, args.reports_dir,
+        args.verbose,
+    )  # fmt: skip
+
+
+def _servers(args: argparse.Namespace) -> int:
+    from cartrita_assets.environments import build_resources, current_environment
+
+    if current_environment() != "local":
+        raise CartritaError(
+            "`cartrita servers` manages the local environment's servers; in a cluster use "
+            "`cartrita v2 status` and `cartrita v2 logs`."
+        )
+    resources = build_resources()
+    v2, demo = resources["v2"], resources["v1"].demo(print)
+    targets = [("v2", v2.servers(print)), ("demo v1", demo.servers())]
+    for label, (pg, rds) in targets:
+        if args.action == "stop":
+            print(f"{label} PostgreSQL: {'stopped' if pg.stop() else 'was not running'}")
+            print(f"{label} Redis: {'stopped' if rds.stop() else 'was not running'}")
+        elif args.action == "start" and label == "v2":
+            print(v2.ensure_running(print))
+        else:
+            for kind, server in (("PostgreSQL", pg), ("Redis", rds)):
+                state = "running" if server.is_running() else "stopped"
+                print(f"{label} {kind} on 127.0.0.1:{server.port}: {state}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from cartrita_assets.environments import build_resources
+
+    source = build_resources()["v1"]
+    demo = source.demo(print)
+    if args.scale is not None:
+        demo.scale = args.scale
+    if args.action == "stop":
+        demo.stop()
+        return 0
+    settings = demo.ensure()
+    print(f"Demo v1 PostgreSQL: {settings.postgres.masked_dsn()}")
+    if settings.redis:
+        print(f"Demo v1 Redis: {settings.redis.masked_url()}")
+    print(f"Its environment file (0600, holds the passwords): {demo.env_file.resolve()}")
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    ensure_dagster_home()
+    # the code server may run elsewhere than this shell: pin the state folder it uses
+    os.environ["CARTRITA_STATE_DIR"] = str(state_dir())
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml")]
+    return subprocess.call([*cmd, *args.dagster_args], env=os.environ.copy())
+
+
+def _job_parser(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    helptext: str,
+    func: object,
+) -> argparse.ArgumentParser:
+    """A subcommand that runs a job, with the options every job command shares."""
+    cmd = sub.add_parser(name, help=helptext)
+    cmd.add_argument("--env-file", help="v1's .env (default: ./.env, else the demo v1)")
+    cmd.add_argument(
+        "--reports-dir",
+        default=None,
+        help="where run summaries and integration reports go "
+        "(default: $CARTRITA_REPORTS_DIR or ./reports)",
+    )
+    cmd.add_argument(
+        "--verbose", action="store_true", help="also print Dagster's engine events (DEBUG)"
+    )
+    cmd.set_defaults(func=func)
+    return cmd
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``cartrita`` argument parser."""
+    parser = argparse.ArgumentParser(prog="cartrita", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    fwd = _job_parser(sub, "forward", "run forward_migration_job and write a run summary", _forward)
+    fwd.add_argument("--replace-existing-database", action="store_true",
+                     help="let restored_db replace a v2 database it did not restore")  # fmt: skip
+    back = _job_parser(sub, "rollback", "run rollback_job: v1 back as the backup recorded it",
+                       _rollback)  # fmt: skip
+    back.add_argument("--confirm-overwrite-v1", action="store_true",
+                      help="allow overwriting a v1 that differs from the backup")  # fmt: skip
+    srv = sub.add_parser("servers", help="status, start or stop the local v2 and demo servers")
+    srv.add_argument("action", choices=["status", "start", "stop"])
+    srv.set_defaults(func=_servers)
+    demo = sub.add_parser("demo", help="start (and seed) or stop the demo v1 on its own")
+    demo.add_argument("action", choices=["start", "stop"])
+    demo.add_argument("--scale", type=int, default=None, help="data set size (default 1)")
+    demo.set_defaults(func=_demo)
+    cli_db.add_parser(sub)
+    cli_v2.add_parser(sub)
+    cli_test.add_parser(sub)
+    dev = sub.add_parser(
+        "dev",
+        help="open the Dagster UI on this project; other arguments go to `dagster dev` "
+        "(e.g. cartrita dev -p 3001)",
+    )
+    dev.set_defaults(func=_dev, dagster_args=[])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cartrita`` command."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "dev":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.dagster_args = extra if args.command == "dev" else []
+    if getattr(args, "env_file", None):
+        os.environ["CARTRITA_V1_ENV_FILE"] = str(Path(args.env_file).resolve())
+    try:
+        return int(args.func(args))
+    except CartritaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

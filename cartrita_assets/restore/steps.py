@@ -1,0 +1,312 @@
+"""Restore a verified backup into v2: a staging database first, then an atomic swap.
+
+A partial restore never becomes the live database: pg_restore works on ``<db>__cartrita_staging``
+and only a complete, error-free restore is renamed to ``<db>``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from cartrita_assets import redis_copy
+from cartrita_assets.backup.manifest import DUMP_NAME, REDIS_NAME, Manifest, verify_files
+from cartrita_assets.envfile import PostgresSettings, RedisSettings
+from cartrita_assets.errors import BackupIntegrityError, PreflightError, RestoreError
+from cartrita_assets.pg import inventory
+from cartrita_assets.pg.connect import connect, server_major
+from cartrita_assets.pg.roles import ensure_role
+from cartrita_assets.pg.tools import run_tool
+from cartrita_assets.redis_copy.client import client_for
+from cartrita_assets.redis_copy.versions import ServerVersion, check_not_older, server_version
+
+Log = Callable[[str], None]
+MARKER = "cartrita.restored_from"
+
+
+@dataclass
+class RestoreOutcome:
+    """What the restore did, for the materialization metadata."""
+
+    database: str
+    action: str  # "restored", "already restored", "replaced"
+    seconds: float = 0.0
+    roles: dict[str, str] = field(default_factory=dict)
+    extensions: list[str] = field(default_factory=list)
+    redis_keys: int = 0
+    redis_expired_before_restore: int = 0
+
+
+def verify_backup(folder: Path, manifest: Manifest) -> None:
+    """Refuse a backup whose files differ from the sha256 sums in its manifest."""
+    problems = verify_files(folder, manifest)
+    if problems:
+        listed = "; ".join(problems[:10])
+        raise BackupIntegrityError(
+            f"Backup {folder} does not match its manifest ({len(problems)} problem(s): {listed}). "
+            "It was changed or damaged after it was taken; nothing was restored. Take a new "
+            "backup by materializing v1_backup."
+        )
+
+
+def check_target(conn: psycopg.Connection, manifest: Manifest) -> None:
+    """Refuse a PostgreSQL major downgrade and missing extensions before anything changes."""
+    major = server_major(conn)
+    if major < manifest.postgres.major:
+        raise PreflightError(
+            f"v2 runs PostgreSQL {major} but the backup comes from PostgreSQL "
+            f"{manifest.postgres.major}: restoring into an older major is not supported. Use a v2 "
+            f"image whose PostgreSQL major is at least {manifest.postgres.major}."
+        )
+    available = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions")}
+    missing = sorted(set(manifest.postgres.extensions) - available)
+    if missing:
+        raise PreflightError(
+            f"v2 lacks the extension(s) {', '.join(missing)} that v1 uses. Use a v2 image that "
+            "ships them (the pgvector image ships `vector`)."
+        )
+
+
+def restore_postgres(
+    admin: PostgresSettings,
+    folder: Path,
+    manifest: Manifest,
+    app: PostgresSettings,
+    *,
+    log: Log,
+    replace_existing: bool = False,
+    jobs: int = 2,
+    label: str = "v2 PostgreSQL",
+) -> RestoreOutcome:
+    """Restore the backup's database into v2 as ``manifest.postgres.database``.
+
+    Args:
+        admin: a v2 superuser connection (the restore creates roles and extensions).
+        folder: the backup folder; its files must already be verified.
+        manifest: the backup's manifest.
+        app: v1's application credentials; the role is recreated in v2 with the same password.
+        log: progress lines.
+        replace_existing: replace a v2 database that was not restored by this project, or that
+            changed since its restore.
+        jobs: parallel pg_restore workers.
+        label: what the target is to the user, for messages ("v1 PostgreSQL" in a rollback).
+    """
+    target = manifest.postgres.database
+    started = time.monotonic()
+    # database-level work (create, drop, rename) runs from the maintenance database
+    with connect(admin, role=label, dbname="postgres") as conn:
+        check_target(conn, manifest)
+        existing = _marker(conn, target)
+        if existing == manifest.backup_id:
+            log(f"v2 database {target} was already restored from {manifest.backup_id}")
+            return RestoreOutcome(target, "already restored")
+        if existing is not _ABSENT:
+            _check_replaceable(admin, folder.parent, target, existing, replace_existing, log)
+        roles = _ensure_roles(conn, manifest, app)
+        staging = _fresh_staging(conn, manifest)
+    _create_extensions(admin, staging, manifest, log, label)
+    _pg_restore(admin, folder, staging, log, jobs)
+    _analyze(admin, staging, log, label)
+    with connect(admin, role=label, dbname="postgres") as conn:
+        # marked before the swap: settings follow the database through the rename
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(staging), sql.Identifier(*MARKER.split(".")),
+                sql.Literal(manifest.backup_id),
+            )
+        )  # fmt: skip
+        action = _swap(conn, staging, target, existing is not _ABSENT)
+    return RestoreOutcome(
+        target,
+        action,
+        seconds=time.monotonic() - started,
+        roles=roles,
+        extensions=sorted(manifest.postgres.extensions),
+    )
+
+
+_ABSENT = object()
+
+
+def _marker(conn: psycopg.Connection, dbname: str) -> object:
+    """The backup id a v2 database was restored from; None if not ours; _ABSENT if no database."""
+    if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
+        return _ABSENT
+    row = conn.execute(
+        "SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+        "WHERE d.datname = %s AND s.setrole = 0",
+        (dbname,),
+    ).fetchone()
+    for item in (row[0] if row else None) or []:
+        key, _, value = item.partition("=")
+        if key == MARKER:
+            return value
+    return None
+
+
+def _check_replaceable(
+    admin: PostgresSettings,
+    backup_root: Path,
+    target: str,
+    existing: object,
+    replace_existing: bool,
+    log: Log,
+) -> None:
+    """Replace a restored v2 database only while it still equals the backup it came from."""
+    if replace_existing:
+        log(f"Replacing the existing v2 database {target} (replace_existing_database is set)")
+        return
+    if existing is None and _holds_nothing(admin, target):
+        # the postgres image creates POSTGRES_DB (v1's database name) empty on its first start
+        log(f"v2 database {target} is empty (as the image creates it); restoring in its place")
+        return
+    if existing is None:
+        raise PreflightError(
+            f"v2 already has a database '{target}' that this project did not restore. Nothing was "
+            "changed. Drop it, or set replace_existing_database: true in the restored_db config."
+        )
+    previous = backup_root / str(existing)
+    if not (previous / "manifest.json").exists():
+        raise PreflightError(
+            f"v2 database '{target}' was restored from backup {existing}, which is no longer in "
+            f"{backup_root}, so it cannot be shown to be unchanged; replacing it could lose v2 "
+            "writes. Nothing was changed. If v2 has not gone live, set "
+            "replace_existing_database: true in the restored_db config."
+        )
+    # Only v1's tables count: the v2 schema (migrations, embeddings) adds tables of its own, and
+    # an application writing to v2 writes to v1's tables.
+    recorded = Manifest.load(previous).postgres.tables
+    with connect(admin, role="v2 PostgreSQL", dbname=target) as conn:
+        now = inventory.table_states(conn)
+    changed = any(now.get(name) != state for name, state in recorded.items())
+    if changed:
+        raise PreflightError(
+            f"v2 database '{target}' has changed since it was restored from {existing} (v2 has "
+            "been written to), so replacing it would lose those writes. Nothing was changed. If "
+            "that is intended, set replace_existing_database: true in the restored_db config."
+        )
+    log(f"v2 database {target} still equals backup {existing}; replacing it with the new backup")
+
+
+def _holds_nothing(admin: PostgresSettings, target: str) -> bool:
+    with connect(admin, role="v2 PostgreSQL", dbname=target) as conn:
+        return inventory.user_object_count(conn) == 0
+
+
+def _ensure_roles(
+    conn: psycopg.Connection, manifest: Manifest, app: PostgresSettings
+) -> dict[str, str]:
+    admin_user = conn.info.user
+    done: dict[str, str] = {}
+    for name, attrs in sorted(manifest.postgres.roles.items()):
+        if name == admin_user:
+            done[name] = "kept (v2 administrator)"
+            continue
+        password = app.password if name == app.user else None
+        done[name] = ensure_role(conn, name, attrs, password)
+    return done
+
+
+def staging_name(target: str) -> str:
+    """Name of the staging database (PostgreSQL names are at most 63 bytes)."""
+    return f"{target[:40]}__cartrita_staging"
+
+
+def _fresh_staging(conn: psycopg.Connection, manifest: Manifest) -> str:
+    staging = staging_name(manifest.postgres.database)
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(staging)))
+    conn.execute(
+        sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING {}").format(
+            sql.Identifier(staging),
+            sql.Identifier(manifest.postgres.owner),
+            sql.Literal(manifest.postgres.encoding),
+        )
+    )
+    return staging
+
+
+def _create_extensions(
+    admin: PostgresSettings, db: str, manifest: Manifest, log: Log, label: str
+) -> None:
+    # pgvector must exist before the restore: v1's tables already have vector columns.
+    with connect(admin, role=label, dbname=db) as conn:
+        for name, info in sorted(manifest.postgres.extensions.items()):
+            if name == "plpgsql":
+                continue
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(info["schema"]))
+            )
+            conn.execute(
+                sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}").format(
+                    sql.Identifier(name), sql.Identifier(info["schema"])
+                )
+            )
+            log(f"Extension {name} ready in the staging database")
+
+
+def _pg_restore(admin: PostgresSettings, folder: Path, db: str, log: Log, jobs: int) -> None:
+    log(f"pg_restore into {db} with {jobs} workers")
+    args = [
+        "pg_restore", f"--dbname={db}", f"--jobs={jobs}", "--exit-on-error", "--verbose",
+        "--no-password", str(folder / DUMP_NAME),
+    ]  # fmt: skip
+    result = run_tool(
+        args, admin, app_name="cartrita-v2-restore", log=lambda m: log(f"pg_restore: {m}")
+    )
+    errors = [line for line in result.stderr if "error" in line.lower()]
+    if result.returncode != 0 or errors:
+        shown = "\n".join((errors or result.stderr)[-8:])
+        raise RestoreError(
+            f"pg_restore failed (exit {result.returncode}); the live v2 database was not touched "
+            f"and the staging database {db} holds the partial restore:\n{shown}"
+        )
+
+
+def _analyze(admin: PostgresSettings, db: str, log: Log, label: str) -> None:
+    # pg_restore leaves planner statistics empty; the first queries on v2 would plan blind.
+    with connect(admin, role=label, dbname=db) as conn:
+        conn.execute("ANALYZE")
+    log(f"ANALYZE done on {db}")
+
+
+def _swap(conn: psycopg.Connection, staging: str, target: str, exists: bool) -> str:
+    ident = sql.Identifier
+    if exists:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(ident(target)))
+    conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(ident(staging), ident(target)))
+    return "replaced" if exists else "restored"
+
+
+def restore_redis(
+    settings: RedisSettings,
+    folder: Path,
+    log: Log,
+    path: str = "auto",
+    source_version: str = "",
+) -> redis_copy.RestoreSummary:
+    """Write every backed-up key into a Redis with its original absolute expiry.
+
+    Args:
+        settings: the Redis written to.
+        folder: the backup folder.
+        log: progress lines.
+        path: ``auto``, ``dump`` or ``logical`` (see :func:`redis_copy.restore_keyspace`).
+        source_version: the server the backup was read from (the manifest's); a target older
+            than it is refused before any key is written.
+    """
+    if source_version:
+        check_not_older(ServerVersion.parse(source_version), server_version(client_for(settings)))
+    summary = redis_copy.restore_keyspace(
+        lambda db: client_for(replace(settings, db=db)),
+        redis_copy.read_backup(folder / REDIS_NAME),
+        path=path,
+    )
+    paths = ", ".join(f"db{db}: {how}" for db, how in summary.paths.items())
+    log(f"Redis: {summary.restored} keys restored ({paths or 'none'}), "
+        f"{summary.expired_before_restore} had expired")  # fmt: skip
+    return summary
