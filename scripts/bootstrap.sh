@@ -15,8 +15,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 # The demo v1 runs a real Redis 7 (what Cartrita's Compose file runs); Debian ships it in
-# redis-tools (no service is started). Without root the demo falls back to the bundled valkey.
+# redis-tools (no service is started). Without root, or when apt cannot reach its mirror, the demo
+# falls back to the bundled valkey-server and says so: setting up never fails on this step.
 if ! command -v redis-server >/dev/null && [ ! -x /usr/bin/redis-check-rdb ] \
    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-tools >/dev/null
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-tools; } \
+       >/dev/null 2>&1; then
+    echo "warning: could not install Debian's redis-tools (Redis 7 for the demo v1);" \
+         "the demo v1 will run the bundled valkey-server instead" >&2
+  fi
 fi
