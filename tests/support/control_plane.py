@@ -12,7 +12,6 @@ stops every process it started by its PID. There is no kubelet, scheduler or pro
 
 from __future__ import annotations
 
-import hashlib
 import lzma
 import os
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cartrita_assets.backup.manifest import sha256_file
 from cartrita_assets.local.system import free_port
 from support.pki import Pki, make_pki
 
@@ -41,14 +41,6 @@ class ControlPlaneError(RuntimeError):
     """The control plane's binaries are missing or damaged, or a server did not start."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _sums(shipped: Path) -> dict[str, str]:
     lines = (shipped / "SHA256SUMS").read_text().split("\n")
     pairs = (line.split() for line in lines if line.strip())
@@ -56,12 +48,12 @@ def _sums(shipped: Path) -> dict[str, str]:
 
 
 def _unpack_one(source: Path, target: Path, digest: str) -> None:
-    if target.exists() and _sha256(target) == digest:
+    if target.exists() and sha256_file(target) == digest:
         return
     partial = target.with_name(target.name + ".partial")
     with lzma.open(source) as packed, partial.open("wb") as out:
         shutil.copyfileobj(packed, out, 1 << 20)
-    if _sha256(partial) != digest:
+    if sha256_file(partial) != digest:
         partial.unlink()
         raise ControlPlaneError(f"{source} does not unpack to the sum SHA256SUMS gives for it.")
     partial.chmod(0o755)
@@ -79,7 +71,7 @@ def unpack(shipped: Path = SHIPPED, cache: Path = CACHE) -> Path:
         ControlPlaneError: a sum is missing or a binary does not match its sum.
     """
     sums = _sums(shipped)
-    key = hashlib.sha256((shipped / "SHA256SUMS").read_bytes()).hexdigest()[:12]
+    key = sha256_file(shipped / "SHA256SUMS")[:12]
     folder = cache / f"k8s-{key}"
     folder.mkdir(parents=True, exist_ok=True)
     for name in BINARIES:
