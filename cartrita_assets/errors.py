@@ -47,3 +47,7 @@ class ChecksumMismatch(MigrationError):
 
 class MigrationLockTimeout(MigrationError):
     """Another runner held the migration lock for longer than the timeout."""
+
+
+class ServingError(CartritaError):
+    """The connection pooler or the read replica could not be set up or reached."""
