@@ -20,10 +20,12 @@ from cartrita_assets.defs.rollback import assets as rollback_assets
 from cartrita_assets.defs.rollback import checks as rollback_checks
 from cartrita_assets.defs.schema import assets as schema_assets
 from cartrita_assets.defs.schema import checks as schema_checks
+from cartrita_assets.defs.serving import assets as serving_assets
+from cartrita_assets.defs.serving import checks as serving_checks
 from cartrita_assets.defs.vectors import assets as vector_assets
 from cartrita_assets.defs.vectors import checks as vector_checks
 from cartrita_assets.defs.vectors.sensors import index_volume_sensor, stale_embeddings_sensor
-from cartrita_assets.environments import build_resources, executor_for
+from cartrita_assets.environments import build_resources, executor_for, serving_from_env
 
 ASSET_MODULES = [
     backup_assets,
@@ -34,6 +36,7 @@ ASSET_MODULES = [
     vector_assets,
     report_assets,
     rollback_assets,
+    serving_assets,
 ]
 CHECK_MODULES = [
     backup_checks,
@@ -44,6 +47,7 @@ CHECK_MODULES = [
     vector_checks,
     report_checks,
     rollback_checks,
+    serving_checks,
 ]
 # Day-to-day operation of v2, each beside the phase it keeps healthy.
 SENSORS = [
@@ -57,13 +61,16 @@ SCHEDULES = [v2_health_checks_schedule]
 
 def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
     """All assets, checks and jobs, bound to ``resources`` (default: the current environment's)."""
+    resources = resources if resources is not None else build_resources()
+    if "serving" not in resources:  # callers that predate the pooler and replica
+        resources = {**resources, "serving": serving_from_env()}
     return dg.Definitions(
         assets=dg.load_assets_from_modules(ASSET_MODULES),
         asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
         jobs=JOBS,
         sensors=SENSORS,
         schedules=SCHEDULES,
-        resources=resources if resources is not None else build_resources(),
+        resources=resources,
         executor=executor_for(),
     )
 

@@ -24,6 +24,7 @@ from cartrita_assets.paths import state_dir
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.reports import ReportStore
+from cartrita_assets.resources.serving import ServingResource
 from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.vectors.indexing import EXACT_BELOW, HNSW_MAX_BYTES
 
@@ -140,7 +141,18 @@ def build_resources(env: str | None = None, state: Path | None = None) -> dict[s
         "migration_lock": MigrationLock(path=str(state / "locks" / "migration.lock")),
         "embedder": embedder_from_env(state),
         "reports": ReportStore(root=reports_dir()),
+        "serving": serving_from_env(),
     }
+
+
+def serving_from_env() -> ServingResource:
+    """The local pooler and replica: ``CARTRITA_V2_POOLER_PORT`` (default 32434),
+    ``CARTRITA_V2_REPLICA_PORT`` (32433), ``CARTRITA_PGBOUNCER`` (default: Debian's binary)."""
+    return ServingResource(
+        pooler_port=int_setting("CARTRITA_V2_POOLER_PORT", 32434, minimum=1),
+        replica_port=int_setting("CARTRITA_V2_REPLICA_PORT", 32433, minimum=1),
+        pgbouncer=setting("CARTRITA_PGBOUNCER"),
+    )
 
 
 def embedder_from_env(state: Path) -> EmbedderResource:
@@ -191,4 +203,5 @@ def _kubernetes_resources(state: Path) -> dict[str, Any]:
         ),
         "embedder": embedder_from_env(state),
         "reports": ReportStore(root=reports_dir()),
+        "serving": serving_from_env(),
     }

@@ -82,7 +82,12 @@ def _forward(args: argparse.Namespace) -> int:
     _check_v1_env_file()
     replace = {"replace_existing_database": args.replace_existing_database}
     config = {"ops": {"restored_db": {"config": replace}}}
-    return _run_job("forward_migration_job", config, args.reports_dir, args.verbose)
+    code = _run_job("forward_migration_job", config, args.reports_dir, args.verbose)
+    if code != 0 or not args.via_pooler:
+        return code
+    # the pooler needs the restored database and the application role: only after a green run
+    pooler = {"ops": {"v2_pooler": {"config": {"via_pooler": True}}}}
+    return _run_job("v2_pooler_job", pooler, args.reports_dir, args.verbose)
 
 
 def _rollback(args: argparse.Namespace) -> int:
@@ -173,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     fwd = _job_parser(sub, "forward", "run forward_migration_job and write a run summary", _forward)
     fwd.add_argument("--replace-existing-database", action="store_true",
                      help="let restored_db replace a v2 database it did not restore")  # fmt: skip
+    fwd.add_argument("--via-pooler", action="store_true",
+                     help="then start the local PgBouncer (v2_pooler_job) and point .env.v2 "
+                          "at it")  # fmt: skip
     back = _job_parser(sub, "rollback", "run rollback_job: v1 back as the backup recorded it",
                        _rollback)  # fmt: skip
     back.add_argument("--confirm-overwrite-v1", action="store_true",

@@ -66,3 +66,26 @@ v2_health_checks_job = dg.define_asset_job(
 )
 
 JOBS = [forward_migration_job, rollback_job, reindex_embeddings_job, v2_health_checks_job]
+
+v2_pooler_job = dg.define_asset_job(
+    "v2_pooler_job",
+    selection=dg.AssetSelection.assets("v2_pooler"),
+    description=(
+        "v2_pooler and its check: the local PgBouncer (transaction pooling, SCRAM) in front of "
+        "v2 serves the application role and the search functions; with via_pooler, .env.v2 "
+        "points at it."
+    ),
+    tags={"cartrita/kind": "serving"},
+)
+
+v2_read_replica_job = dg.define_asset_job(
+    "v2_read_replica_job",
+    selection=dg.AssetSelection.assets("v2_read_replica"),
+    description=(
+        "v2_read_replica and its check: a streaming replica of v2 that receives the primary's "
+        "writes and returns the same search results; lag in the metadata."
+    ),
+    tags={"cartrita/kind": "serving"},
+)
+
+JOBS += [v2_pooler_job, v2_read_replica_job]

@@ -1,0 +1,54 @@
+"""Where the local pooler and read replica of v2 live and listen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from cartrita_assets.cluster.v2 import LocalV2Target, Log, V2Target
+from cartrita_assets.errors import ServingError
+from cartrita_assets.local.postgres import LocalPostgres
+from cartrita_assets.serving.pooler import LocalPooler
+from cartrita_assets.serving.replica import LocalReplica
+
+REPLICA_MANIFESTS = "the k8s/overlays/replica overlay"
+
+
+class ServingResource(dg.ConfigurableResource):
+    """The local PgBouncer and read replica in front of / beside the local v2, under v2's folder.
+
+    Attributes:
+        pooler_port: PgBouncer's port on 127.0.0.1.
+        replica_port: the read replica's port on 127.0.0.1.
+        pgbouncer: a PgBouncer binary; empty: Debian's.
+        durable: ``False`` turns the replica's fsync off (tests only).
+    """
+
+    pooler_port: int = 32434
+    replica_port: int = 32433
+    pgbouncer: str = ""
+    durable: bool = True
+
+    def pooler(self, v2: V2Target, log: Log = lambda _m: None) -> LocalPooler:
+        local = _local(v2, "v2_pooler", "k8s/pgbouncer.yaml")
+        base = Path(local.base_dir) / "pooler"
+        return LocalPooler(base, self.pooler_port, local.pg_port, self.pgbouncer, log=log)
+
+    def primary(self, v2: V2Target, log: Log = lambda _m: None) -> LocalPostgres:
+        """v2's local PostgreSQL, the replica's primary."""
+        return _local(v2, "v2_read_replica", REPLICA_MANIFESTS).servers(log)[0]
+
+    def replica(self, v2: V2Target, log: Log = lambda _m: None) -> LocalReplica:
+        local = _local(v2, "v2_read_replica", REPLICA_MANIFESTS)
+        durable = self.durable and local.durable
+        return LocalReplica(Path(local.base_dir) / "replica", self.replica_port, durable, log)
+
+
+def _local(v2: V2Target, asset: str, manifests: str) -> LocalV2Target:
+    if not isinstance(v2, LocalV2Target):
+        raise ServingError(
+            f"{asset} runs the embedded default's local server; in a cluster apply {manifests} "
+            "(`kubectl apply -k`) instead."
+        )
+    return v2
