@@ -188,9 +188,7 @@ def measure_lag(primary: PostgresSettings, replica: PostgresSettings, timeout: f
     return Lag(bytes=int(row[0] or 0), seconds=seconds, replay_lag_seconds=row[1])
 
 
-def _wait_for_beat(
-    standby: psycopg.Connection, beat: int, since: float, timeout: float
-) -> float:
+def _wait_for_beat(standby: psycopg.Connection, beat: int, since: float, timeout: float) -> float:
     query = sql.SQL("SELECT beat FROM {} WHERE id = 1").format(sql.Identifier(HEARTBEAT_TABLE))
     while time.perf_counter() - since < timeout:
         try:
