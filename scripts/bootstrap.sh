@@ -25,3 +25,17 @@ if ! command -v redis-server >/dev/null && [ ! -x /usr/bin/redis-check-rdb ] \
          "the demo v1 will run the bundled valkey-server instead" >&2
   fi
 fi
+# The embedded default's connection pooler is Debian's PgBouncer (1.18 on bookworm; no PyPI
+# package ships one). Without root or apt, v2_pooler says how to install it and its tests skip.
+# The package's own service is not needed: the project starts its own PgBouncer.
+if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends pgbouncer; } \
+         >/dev/null 2>&1; then
+      echo "warning: could not install Debian's pgbouncer; v2_pooler and its tests need it" >&2
+    fi
+  else
+    echo "warning: pgbouncer is not installed (needs root and apt: apt-get install pgbouncer);" \
+         "v2_pooler and its tests need it" >&2
+  fi
+fi
