@@ -42,7 +42,7 @@ def test_assets_and_checks_are_described_grouped_and_owned():
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 30, key
-        assert node.group_name in {"v1", "v2", "vectors", "rollback"}, key
+        assert node.group_name in {"v1", "v2", "vectors", "rollback", "v2_serving"}, key
         assert node.owners == ["team:data-platform"], key
         assert node.kinds, key
     for check_key in graph.asset_check_keys:
@@ -58,7 +58,8 @@ def test_import_connects_to_nothing():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert int(out.stdout.strip()) == len(DESIGN_CARD_ASSETS) + 1  # + v1_reinstated
+    # + v1_reinstated, v2_pooler, v2_read_replica
+    assert int(out.stdout.strip()) == len(DESIGN_CARD_ASSETS) + 3
 
 
 def test_dagster_definitions_validate():
@@ -74,3 +75,10 @@ def test_rollback_job_selects_only_the_rollback():
     job = build_definitions().resolve_job_def("rollback_job")
     keys = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
     assert keys == {"v1_reinstated"}
+
+
+def test_serving_jobs_select_only_their_asset():
+    defs = build_definitions()
+    for job, asset in (("v2_pooler_job", "v2_pooler"), ("v2_read_replica_job", "v2_read_replica")):
+        keys = defs.resolve_job_def(job).asset_layer.selected_asset_keys
+        assert {key.to_user_string() for key in keys} == {asset}
