@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cartrita_assets.cli import db as cli_db
 from cartrita_assets.cli import integration as cli_test
@@ -14,6 +15,12 @@ from cartrita_assets.cli import v2 as cli_v2
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.instance import ensure_dagster_home
 from cartrita_assets.paths import PROJECT_ROOT, state_dir
+
+if TYPE_CHECKING:
+    from cartrita_assets.cluster.v2 import V2Target
+    from cartrita_assets.resources.serving import ServingResource
+    from cartrita_assets.serving.pooler import LocalPooler
+    from cartrita_assets.serving.replica import LocalReplica
 
 
 def _run_job(
@@ -109,6 +116,7 @@ def _servers(args: argparse.Namespace) -> int:
         )
     resources = build_resources()
     v2, demo = resources["v2"], resources["v1"].demo(print)
+    _serving(args.action, resources["serving"], v2)
     targets = [("v2", v2.servers(print)), ("demo v1", demo.servers())]
     for label, (pg, rds) in targets:
         if args.action == "stop":
@@ -121,6 +129,20 @@ def _servers(args: argparse.Namespace) -> int:
                 state = "running" if server.is_running() else "stopped"
                 print(f"{label} {kind} on 127.0.0.1:{server.port}: {state}")
     return 0
+
+
+def _serving(action: str, serving: ServingResource, v2: V2Target) -> None:
+    """The local pooler and read replica: started by their jobs only, stopped with v2 (first,
+    so neither is left retrying a stopped server)."""
+    for label, server in (
+        ("v2 pooler (PgBouncer)", serving.pooler(v2)),  # type: ignore[attr-defined]
+        ("v2 read replica", serving.replica(v2)),
+    ):  # type: ignore[attr-defined]
+        if action == "stop":
+            print(f"{label}: {'stopped' if server.stop() else 'was not running'}")
+        elif action == "status":
+            state = "running" if server.is_running() else "stopped"
+            print(f"{label} on 127.0.0.1:{server.port}: {state}")
 
 
 def _demo(args: argparse.Namespace) -> int:
