@@ -134,10 +134,11 @@ def _servers(args: argparse.Namespace) -> int:
 def _serving(action: str, serving: ServingResource, v2: V2Target) -> None:
     """The local pooler and read replica: started by their jobs only, stopped with v2 (first,
     so neither is left retrying a stopped server)."""
-    for label, server in (
-        ("v2 pooler (PgBouncer)", serving.pooler(v2)),  # type: ignore[attr-defined]
+    servers: list[tuple[str, LocalPooler | LocalReplica]] = [
+        ("v2 pooler (PgBouncer)", serving.pooler(v2)),
         ("v2 read replica", serving.replica(v2)),
-    ):  # type: ignore[attr-defined]
+    ]
+    for label, server in servers:
         if action == "stop":
             print(f"{label}: {'stopped' if server.stop() else 'was not running'}")
         elif action == "status":
