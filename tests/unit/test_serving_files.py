@@ -81,3 +81,20 @@ def test_pooler_config_pools_transactions_on_loopback(tmp_path: Path) -> None:
     assert "* = host=127.0.0.1 port=5432" in text
     assert "listen_addr = 127.0.0.1" in text and "pool_mode = transaction" in text
     assert "password" not in text.lower()
+
+
+def test_forward_takes_via_pooler() -> None:
+    from cartrita_assets.cli.main import build_parser
+
+    assert build_parser().parse_args(["forward", "--via-pooler"]).via_pooler is True
+    assert build_parser().parse_args(["forward"]).via_pooler is False
+
+
+def test_outside_the_embedded_default_the_assets_name_the_manifests_to_apply() -> None:
+    from cartrita_assets.cluster.v2 import V2Target
+    from cartrita_assets.resources.serving import ServingResource
+
+    with pytest.raises(ServingError, match="k8s/pgbouncer.yaml"):
+        ServingResource().pooler(V2Target())
+    with pytest.raises(ServingError, match="k8s/overlays/replica"):
+        ServingResource().replica(V2Target())
