@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 import psycopg
 import pytest
+from psycopg import sql
 from support.runs import check_results, local_resources, materialized, run_job
 
 from cartrita_assets.defs.serving.checks import replica_serves_primary_results
@@ -24,7 +25,7 @@ from cartrita_assets.pg.connect import connect
 from cartrita_assets.resources.serving import ServingResource
 from cartrita_assets.serving.pooler import pgbouncer_binary, pooled_connect
 from cartrita_assets.serving.probe import SEARCHES, sample_queries, search_results
-from cartrita_assets.serving.replica import SLOT
+from cartrita_assets.serving.replica import HEARTBEAT_TABLE, SLOT
 
 pytestmark = pytest.mark.integration
 
@@ -80,6 +81,9 @@ def served(demo_v1: Any, session_v2: Any, base_dir: Path) -> Iterator[Served]:
                     "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
                     "WHERE slot_name = %s",
                     (SLOT,),
+                )
+                conn.execute(
+                    sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(HEARTBEAT_TABLE))
                 )
 
 
