@@ -22,7 +22,7 @@ import psycopg
 from cartrita_assets.envfile import PostgresSettings
 from cartrita_assets.errors import CartritaError, ServingError
 from cartrita_assets.local import system
-from cartrita_assets.redaction import write_private_file
+from cartrita_assets.redaction import redact, write_private_file
 
 INSTALL_HINT = (
     "Install Debian's PgBouncer (`apt-get install pgbouncer`; scripts/bootstrap.sh does it when "
@@ -213,8 +213,6 @@ def pooled_connect(settings: PostgresSettings, **kwargs: object) -> psycopg.Conn
             connect_timeout=10, application_name="cartrita-assets", **kwargs,  # type: ignore[arg-type]
         )  # fmt: skip
     except psycopg.OperationalError as exc:
-        from cartrita_assets.redaction import redact
-
         detail = redact(str(exc).strip(), [settings.password]).splitlines()[-1]
         raise ServingError(
             f"Cannot log in through the pooler at {settings.masked_dsn()}: {detail} (check that "

@@ -2,10 +2,11 @@
 
 import dataclasses
 import subprocess
+from collections.abc import Callable
 
 import dagster as dg
 
-from cartrita_assets.cluster.envswitch import write_env_files
+from cartrita_assets.cluster.envswitch import Endpoint, write_env_files
 from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import OWNERS, progress, user_errors
 from cartrita_assets.defs.facts import target_database
@@ -56,9 +57,9 @@ def v2_pooler(
         with pooled_connect(pooler.settings(app)) as conn:
             user = conn.execute("SELECT current_user").fetchone()
         log(f"The application role {user[0] if user else '?'} logs in through PgBouncer")
-        env_v2 = "unchanged (points at v2 PostgreSQL directly)"
+        env_v2 = "not rewritten (via_pooler is off)"
         if config.via_pooler:
-            env_v2 = str(point_env_at_pooler(v1, v2, pooler.port, log))
+            env_v2 = point_env_at_pooler(v1, v2, pooler.port, log)
         return dg.MaterializeResult(
             metadata={
                 "endpoint": f"127.0.0.1:{pooler.port}",
@@ -73,10 +74,8 @@ def v2_pooler(
         )
 
 
-def point_env_at_pooler(v1: V1Source, v2: V2Target, port: int, log: dg.DagsterLogManager) -> str:
+def point_env_at_pooler(v1: V1Source, v2: V2Target, port: int, log: Callable[[str], None]) -> str:
     """Rewrite .env.v2 with the pooler as its PostgreSQL endpoint (Redis as k8s_secrets set it)."""
-    from cartrita_assets.cluster.envswitch import Endpoint
-
     settings = v1.settings()
     v1_redis_password = settings.redis.password if settings.redis else None
     redis_password = v2.redis_password(v1_redis_password)
