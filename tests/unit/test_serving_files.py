@@ -98,3 +98,25 @@ def test_outside_the_embedded_default_the_assets_name_the_manifests_to_apply() -
         ServingResource().pooler(V2Target())
     with pytest.raises(ServingError, match="k8s/overlays/replica"):
         ServingResource().replica(V2Target())
+
+
+@pytest.mark.parametrize("forward_code", [0, 1])
+def test_via_pooler_runs_the_pooler_job_after_a_green_forward_run_only(
+    monkeypatch: pytest.MonkeyPatch, forward_code: int
+) -> None:
+    # The job runner is replaced (the real runs are in tests/integration/test_v2_serving.py):
+    # this is about which jobs the command asks for, with which run config.
+    from cartrita_assets.cli import main
+
+    calls: list[tuple[str, dict[str, object]]] = []
+
+    def run_job(name: str, config: dict[str, object], *_args: object) -> int:
+        calls.append((name, config))
+        return forward_code if name == "forward_migration_job" else 0
+
+    monkeypatch.setattr(main, "_run_job", run_job)
+    monkeypatch.setattr(main, "_check_v1_env_file", lambda: None)
+    code = main._forward(main.build_parser().parse_args(["forward", "--via-pooler"]))
+    assert code == forward_code
+    expected = [("v2_pooler_job", {"ops": {"v2_pooler": {"config": {"via_pooler": True}}}})]
+    assert calls[1:] == (expected if forward_code == 0 else [])
