@@ -20,7 +20,6 @@ from cartrita_assets.cluster.k8s.manifests import DEFAULT_NAMESPACE
 from cartrita_assets.cluster.k8s_target import KubernetesV2Target
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.errors import CartritaError
-from cartrita_assets.paths import state_dir
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.reports import ReportStore
@@ -56,6 +55,13 @@ def namespace_from_env() -> str:
             "lowercase letters, digits and '-', starting and ending with a letter or digit."
         )
     return namespace
+
+
+def state_dir() -> Path:
+    """The state folder, where everything the project writes at run time goes:
+    ``$CARTRITA_STATE_DIR``, or ``.cartrita/`` in the current directory."""
+    configured = setting("CARTRITA_STATE_DIR")
+    return Path(configured).expanduser().resolve() if configured else Path.cwd() / ".cartrita"
 
 
 def setting(name: str, default: str = "") -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cartrita_assets.paths import dagster_home
-
 DAGSTER_YAML = """\
 # Written by cartrita-assets for the local environment. For a shared instance, replace the
 # storage section with dagster-postgres (see README, "A shared Dagster instance").
@@ -17,10 +15,11 @@ nux:
 """
 
 
-def ensure_dagster_home() -> Path:
-    """Use ``$DAGSTER_HOME`` if set, else create ``<state>/dagster_home`` and point to it."""
+def ensure_dagster_home(state: Path) -> Path:
+    """Use ``$DAGSTER_HOME`` if set, else create ``<state>/dagster_home`` (``state``: the state
+    folder, ``environments.state_dir()``) and point to it."""
     configured = os.environ.get("DAGSTER_HOME")
-    home = Path(configured) if configured else dagster_home()
+    home = Path(configured) if configured else state / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():

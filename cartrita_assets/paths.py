@@ -1,22 +1,11 @@
-"""Where the project keeps what it writes at run time, and where it finds sql/ and k8s/."""
+"""Where the project finds its own files: the checkout, and the sql/ and k8s/ folders. (The state
+folder, a setting, is ``environments.state_dir``.)"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def state_dir() -> Path:
-    """The state folder: ``$CARTRITA_STATE_DIR`` or ``.cartrita/`` in the current directory."""
-    configured = os.environ.get("CARTRITA_STATE_DIR")
-    return Path(configured).expanduser().resolve() if configured else Path.cwd() / ".cartrita"
-
-
-def dagster_home() -> Path:
-    """The local Dagster instance directory inside the state folder."""
-    return state_dir() / "dagster_home"
 
 
 def data_path(kind: str) -> Path:

@@ -1,5 +1,9 @@
 """Session fixtures: a real demo v1 (PostgreSQL 18 + pgvector, Redis) and one v2 for the run,
-reset to a fresh v2 before each test (``support.servers``)."""
+reset to a fresh v2 before each test (``support.servers``).
+
+Under pytest-xdist each worker is a session of its own: its own servers, on ports of its own
+(``support.ports``), under a scratch folder of its own (``support.scratch``).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,47 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from support import groups
 from support.demo import running_demo
+from support.ports import free_port
 from support.runs import local_resources
+from support.scratch import scratch_root, use_scratch_root
 from support.servers import SessionV2
 
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.demo.servers import DemoV1
-from cartrita_assets.local.system import free_port
+
+PHASES = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Scratch folders on tmpfs when it has room (``support.scratch``): set before pytest picks
+    its ``tmp_path`` base and before any server starts."""
+    root = scratch_root()
+    if root is not None:
+        use_scratch_root(root)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse to run when tests sharing a module-scoped fixture or the control plane are not in
+    one xdist group (``support.groups``): they would set it up once per worker."""
+    found = groups.problems(items)
+    if found:
+        raise pytest.UsageError("\n".join(found))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Keep each phase's report on the test, for fixtures that act on the outcome."""
+    report = yield
+    item.stash.setdefault(PHASES, {})[report.when] = report
+    return report
+
+
+def passed(node: pytest.Item) -> bool:
+    """The test's setup and call both passed (read during its teardown)."""
+    phases = node.stash.get(PHASES, {})
+    return "call" in phases and phases["setup"].passed and phases["call"].passed
 
 
 @pytest.fixture(scope="session")
@@ -40,13 +78,16 @@ def demo_v1(base_dir: Path) -> Iterator[DemoV1]:
 
 
 @pytest.fixture
-def test_dir(base_dir: Path, request: pytest.FixtureRequest) -> Path:
-    """A fresh 0755 folder for one test."""
+def test_dir(base_dir: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A fresh 0755 folder for one test; deleted when the test passed, kept until the end of
+    the run when it failed."""
     path = base_dir / "t" / request.node.name[:60]
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     path.chmod(0o755)
-    return path
+    yield path
+    if passed(request.node):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

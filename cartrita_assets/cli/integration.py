@@ -24,9 +24,10 @@ def _database(v1_dbname: str) -> str:
     import dagster as dg
 
     from cartrita_assets.defs.facts import restored_database
+    from cartrita_assets.environments import state_dir
     from cartrita_assets.instance import ensure_dagster_home
 
-    ensure_dagster_home()
+    ensure_dagster_home(state_dir())
     return restored_database(dg.DagsterInstance.get()) or v1_dbname
 
 

@@ -14,7 +14,7 @@ from cartrita_assets.cli import integration as cli_test
 from cartrita_assets.cli import v2 as cli_v2
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.instance import ensure_dagster_home
-from cartrita_assets.paths import PROJECT_ROOT, state_dir
+from cartrita_assets.paths import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from cartrita_assets.cluster.v2 import V2Target
@@ -33,7 +33,7 @@ def _run_job(
     from cartrita_assets.definitions import build_definitions
     from cartrita_assets.resources.lock import release_run_lock
 
-    ensure_dagster_home()
+    ensure_dagster_home(environments.state_dir())
     reports_dir = reports_dir or environments.reports_dir()
     os.environ["CARTRITA_REPORTS_DIR"] = reports_dir  # integration_report writes there too
     job = build_definitions().resolve_job_def(name)
@@ -165,9 +165,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    ensure_dagster_home()
+    from cartrita_assets.environments import state_dir
+
+    state = state_dir()
+    ensure_dagster_home(state)
     # the code server may run elsewhere than this shell: pin the state folder it uses
-    os.environ["CARTRITA_STATE_DIR"] = str(state_dir())
+    os.environ["CARTRITA_STATE_DIR"] = str(state)
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml")]
     return subprocess.call([*cmd, *args.dagster_args], env=os.environ.copy())
 

@@ -10,6 +10,14 @@ from pathlib import Path
 import dagster as dg
 
 
+def check_result(check: dict[str, object]) -> str:
+    """``passed``; ``WARN`` for a failed check of WARN severity (it reports data to look at and
+    never fails the run); ``FAILED`` for a failed ERROR check."""
+    if check["passed"]:
+        return "passed"
+    return "WARN" if check["severity"] == dg.AssetCheckSeverity.WARN.value else "FAILED"
+
+
 @dataclass
 class RunSummary:
     """Materializations and check results of one run."""
@@ -61,10 +69,14 @@ class RunSummary:
             for name, meta in self.materialized.items()
         ]
         lines += ["", "## Checks", "", "| asset | check | result |", "|---|---|---|"]
-        lines += [
-            f"| {c['asset']} | {c['check']} | {'passed' if c['passed'] else 'FAILED'} |"
-            for c in self.checks
-        ]
+        lines += [f"| {c['asset']} | {c['check']} | {check_result(c)} |" for c in self.checks]
+        warnings = sum(check_result(c) == "WARN" for c in self.checks)
+        if warnings:
+            lines += [
+                "",
+                f"{warnings} WARN check(s) failed: data to look at (see their metadata in the "
+                "run), not a failed migration.",
+            ]
         if self.failures:
             lines += ["", "## Failures", ""] + [f"- {f}" for f in self.failures]
         return "\n".join(lines) + "\n"

@@ -1,1 +1,1 @@
-"""The integration suite run against v2 and the report it writes."""
+"""The integration suite run against v2, the report it writes, and when the health checks run."""

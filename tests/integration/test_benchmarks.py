@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+# The benchmarks' --quick runs start together once: the module runs on one pytest-xdist worker
+# (support/groups.py says why the mark is written here).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_benchmarks")]
 
 BENCHMARKS = sorted((Path(__file__).resolve().parents[2] / "benchmarks").glob("*.py"))
 

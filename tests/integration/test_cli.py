@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.ports import free_port
 
 from cartrita_assets.cluster.v2 import LocalV2Target
-from cartrita_assets.local.system import free_port
 from cartrita_assets.pg.connect import connect
 
 pytestmark = pytest.mark.integration

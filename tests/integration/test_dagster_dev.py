@@ -12,10 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support.ports import free_port
 
 from cartrita_assets.definitions import build_definitions
 from cartrita_assets.environments import build_resources
-from cartrita_assets.local.system import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -48,6 +48,11 @@ class CountingEmbedder:
         return self.inner.embed(texts)
 
 
+# The tests sharing 'embedder' run on one pytest-xdist worker, which sets it up once
+# (support/groups.py says why the mark is written here).
+SHARES_EMBEDDER = pytest.mark.xdist_group("test_embeddings")
+
+
 @pytest.fixture(scope="module")
 def embedder() -> CountingEmbedder:
     return CountingEmbedder()
@@ -69,6 +74,7 @@ def _vec(values) -> str:
     return "[" + ",".join(f"{float(x):.6f}" for x in values) + "]"
 
 
+@SHARES_EMBEDDER
 def test_semantic_sanity_expected_passage_ranks_first(db, embedder):
     source = _passages(db)
     _sync(db, source, embedder)
@@ -86,6 +92,7 @@ def test_semantic_sanity_expected_passage_ranks_first(db, embedder):
         assert hybrid == (str(expected),), query
 
 
+@SHARES_EMBEDDER
 def test_change_one_add_one_delete_one_touches_only_those(db, embedder):
     source = _passages(db)
     first = _sync(db, source, embedder)
@@ -111,6 +118,7 @@ def test_change_one_add_one_delete_one_touches_only_those(db, embedder):
     assert (third.inserted, third.updated, third.deleted, third.unchanged) == (0, 0, 0, 6)
 
 
+@SHARES_EMBEDDER
 def test_only_requested_ids_are_compared(db, embedder):
     source = _passages(db)
     _sync(db, source, embedder)
@@ -121,6 +129,7 @@ def test_only_requested_ids_are_compared(db, embedder):
     assert embedder.texts == ["Password help\n\nchanged"]
 
 
+@SHARES_EMBEDDER
 def test_integer_and_uuid_ids_and_two_models_with_their_own_indexes(db, embedder):
     rng = np.random.default_rng(1)
     db.execute("CREATE TABLE notes (id integer PRIMARY KEY, body text, emb vector(8))")
@@ -173,6 +182,7 @@ def test_validation_names_the_missing_column(db):
         validate_sources(db, [Source("nope", "id", ("body",))])
 
 
+@SHARES_EMBEDDER
 def test_embedder_of_another_dimension_is_refused(db, embedder):
     db.execute("INSERT INTO embedding_models (model, dimensions) VALUES (%s, 1536)",
                (embedder.model,))  # fmt: skip
@@ -315,6 +325,7 @@ def test_hybrid_search_combines_both_fails_when_it_intersects(indexed):
     assert not outcome.passed
 
 
+@SHARES_EMBEDDER
 def test_embeddings_are_fresh_fails_on_missing_stale_and_orphaned_rows(db, embedder):
     source = _passages(db)
     _sync(db, source, embedder)

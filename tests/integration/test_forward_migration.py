@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 import pytest
 from support.demo import v1_source
+from support.ports import free_port
 from support.runs import (
     check_results,
     event_log_text,
@@ -24,7 +25,6 @@ from support.runs import (
 from cartrita_assets import redis_copy
 from cartrita_assets.backup.manifest import DUMP_NAME, Manifest
 from cartrita_assets.cluster.v2 import LocalV2Target
-from cartrita_assets.local.system import free_port
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.redis_copy.client import client_for
 
@@ -100,6 +100,11 @@ class Forwarded:
     result: dg.ExecuteInProcessResult
 
 
+# The tests sharing 'forwarded' run on one pytest-xdist worker, which sets it up once
+# (support/groups.py says why the mark is written here).
+SHARES_FORWARDED = pytest.mark.xdist_group("test_forward_migration")
+
+
 @pytest.fixture(scope="module")
 def forwarded(base_dir: Path, demo_v1) -> Iterator[Forwarded]:
     """One forward run on a fresh v2 of this module's own, shared by the tests that only read
@@ -123,6 +128,7 @@ def _redis_state(settings) -> dict[tuple[int, bytes], tuple[str, int | None]]:
     return {(r.db, r.key): (r.digest(), r.expire_at_ms) for r in records}
 
 
+@SHARES_FORWARDED
 def test_demo_v1_to_v2_loses_nothing(forwarded):
     resources, result = forwarded.resources, forwarded.result
 
@@ -231,6 +237,7 @@ def _checks_and_probe(resources, instance) -> dg.ExecuteInProcessResult:
     )
 
 
+@SHARES_FORWARDED
 def test_changed_v2_row_fails_content_hash_and_blocks_downstream(forwarded):
     resources, instance = forwarded.resources, forwarded.instance
     assert forwarded.result.success
@@ -270,6 +277,7 @@ def test_tampered_dump_is_refused_before_restore(resources, instance):
         assert found.fetchone()[0] == 0
 
 
+@SHARES_FORWARDED
 def test_major_downgrade_is_refused(forwarded):
     from cartrita_assets.errors import PreflightError
     from cartrita_assets.restore.steps import check_target

@@ -5,12 +5,12 @@ from __future__ import annotations
 import socket
 
 import pytest
+from support.ports import free_port
 
 from cartrita_assets.errors import LocalServerError
 from cartrita_assets.local import postgres as local_pg
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.redis import LocalRedis
-from cartrita_assets.local.system import free_port
 from cartrita_assets.pg.connect import connect
 
 pytestmark = pytest.mark.integration

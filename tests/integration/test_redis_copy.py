@@ -19,7 +19,9 @@ from cartrita_assets.demo.redis_seed import seed_redis
 from cartrita_assets.errors import BackupIntegrityError, PreflightError, RestoreError
 from cartrita_assets.local.redis_servers import ServerBinary, bundled_server, system_redis7
 
-pytestmark = pytest.mark.integration
+# Every test but two shares the module's servers: the module runs on one pytest-xdist worker
+# (support/groups.py says why the mark is written here).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_redis_copy")]
 
 PASSWORD = "s3cret-Pw_for-tests"
 SECRET_VALUE = b"VALUE-THAT-MUST-NOT-LEAK"

@@ -10,7 +10,9 @@ from support.runs import failure_messages, materialize
 from cartrita_assets.cli import main as cli
 from cartrita_assets.pg.connect import connect
 
-pytestmark = pytest.mark.integration
+# The control plane is started once per worker: every k8s test runs on the same one
+# (support/groups.py says why the mark is written here).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("k8s-control-plane")]
 
 LABEL = "app.kubernetes.io/managed-by=cartrita-assets"
 

@@ -16,7 +16,9 @@ from support.runs import check_results, event_log_text, failure_messages, run_jo
 
 from cartrita_assets.cluster.k8s.cluster import KubernetesCluster
 
-pytestmark = pytest.mark.integration
+# The control plane is started once per worker: every k8s test runs on the same one
+# (support/groups.py says why the mark is written here).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("k8s-control-plane")]
 
 NAMESPACED = (("v1", "Secret"), ("v1", "Service"), ("apps/v1", "StatefulSet"))
 OTHER_KINDS = (("v1", "Service"), ("apps/v1", "StatefulSet"), ("v1", "Pod"),

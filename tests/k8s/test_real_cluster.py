@@ -22,6 +22,10 @@ from cartrita_assets.cluster.k8s.cluster import (
 )
 from cartrita_assets.cluster.k8s.wait import wait_scaled_down, wait_statefulsets_ready
 
+# The control plane is started once per worker: every k8s test runs on the same one
+# (support/groups.py says why the mark is written here).
+pytestmark = pytest.mark.xdist_group("k8s-control-plane")
+
 OTHER_MANAGER = "cartrita-test-other"
 SECRET_VALUE = "real-cluster-Secret-9731"
 

@@ -16,6 +16,10 @@ from cartrita_assets.cluster.k8s_target import KubernetesV2Target
 from cartrita_assets.envfile import V1Settings, parse_env_text
 from cartrita_assets.resources.v1 import V1Source
 
+# The control plane is started once per worker: every k8s test runs on the same one
+# (support/groups.py says why the mark is written here).
+pytestmark = pytest.mark.xdist_group("k8s-control-plane")
+
 ENV = (
     "POSTGRES_USER=cartrita\nPOSTGRES_PASSWORD=pw-{token}\nPOSTGRES_DB=cartrita\n"
     "REDIS_HOST=r\nREDIS_PASSWORD=rp-{token}\n"

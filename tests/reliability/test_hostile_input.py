@@ -24,11 +24,11 @@ import pytest
 from psycopg import sql
 from support.demo import v1_source
 from support.nothing_lost import forward
+from support.ports import free_port
 from support.runs import check_results, failure_messages
 
 from cartrita_assets.backup.manifest import Manifest
 from cartrita_assets.local.postgres import LocalPostgres
-from cartrita_assets.local.system import free_port
 from cartrita_assets.paths import data_path
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect
@@ -195,6 +195,11 @@ INJECTIONS = {
 }
 
 
+# The tests sharing 'search_db' run on one pytest-xdist worker, which sets it up once
+# (support/groups.py says why the mark is written here).
+SHARES_SEARCH_DB = pytest.mark.xdist_group("test_hostile_input")
+
+
 @pytest.fixture(scope="module")
 def search_db(base_dir: Path) -> Iterator:
     """A v2-like PostgreSQL with a database migrated by the project's migrations, and a few
@@ -259,6 +264,7 @@ RRF = (
 )
 
 
+@SHARES_SEARCH_DB
 @pytest.mark.parametrize("payload", INJECTIONS.values(), ids=INJECTIONS.keys())
 def test_injection_in_every_text_argument_is_data(db, payload):
     # source_filter / model_filter: nothing matches, so nothing comes back (not an error, and
@@ -360,6 +366,7 @@ OUT_OF_RANGE = [
 ]  # fmt: skip
 
 
+@SHARES_SEARCH_DB
 @pytest.mark.parametrize(("query", "args", "argument"), OUT_OF_RANGE)
 def test_out_of_range_numbers_are_refused_naming_the_argument(db, query, args, argument):
     error = _error(db, query, *args)
@@ -368,11 +375,13 @@ def test_out_of_range_numbers_are_refused_naming_the_argument(db, query, args, a
     assert argument in message and "must" in message, message  # the argument and its range
 
 
+@SHARES_SEARCH_DB
 def test_query_of_the_wrong_dimension_for_the_model_names_the_argument(db):
     error = _error(db, "SELECT * FROM similarity_search(%s::vector, 0.5, 10, NULL, 'm3')", "[1,0]")
     assert error.sqlstate == "22023" and "query_embedding" in str(error), str(error)
 
 
+@SHARES_SEARCH_DB
 def test_an_empty_query_vector_is_impossible(db):
     for query in ("SELECT * FROM similarity_search(%s::vector)", "SELECT %s::vector"):
         error = _error(db, query, "[]")
@@ -380,6 +389,7 @@ def test_an_empty_query_vector_is_impossible(db):
         assert "vector must have at least 1 dimension" in str(error)
 
 
+@SHARES_SEARCH_DB
 @pytest.mark.parametrize("argument", ["source_table", "source_id", "model"])
 def test_upsert_of_an_overlong_key_names_the_argument(db, argument):
     rng = random.Random(11)

@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from cartrita_assets.backup.manifest import sha256_file
-from cartrita_assets.local.system import free_port
 from support.pki import Pki, make_pki
+from support.ports import free_port
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 SHIPPED = Path(__file__).resolve().parents[2].parent / "shared" / "k8s-control-plane"
@@ -50,7 +50,8 @@ def _sums(shipped: Path) -> dict[str, str]:
 def _unpack_one(source: Path, target: Path, digest: str) -> None:
     if target.exists() and sha256_file(target) == digest:
         return
-    partial = target.with_name(target.name + ".partial")
+    # a name of this process's own: two test runs (or workers) may unpack at the same time
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
     with lzma.open(source) as packed, partial.open("wb") as out:
         shutil.copyfileobj(packed, out, 1 << 20)
     if sha256_file(partial) != digest:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from cartrita_assets.demo.servers import DemoV1
-from cartrita_assets.local.system import free_port
 from cartrita_assets.resources.v1 import V1Source
+from support.ports import free_port
 
 
 def v1_source(demo: Any, env_file: Path | None = None) -> V1Source:

@@ -22,11 +22,11 @@ from cartrita_assets.cluster.k8s.cluster import KubernetesCluster
 from cartrita_assets.environments import build_resources
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.redis import LocalRedis
-from cartrita_assets.local.system import free_port
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.pg.roles import ensure_role
 from cartrita_assets.resources.embedder import EmbedderResource
 from support.kubelet import StandInKubelet
+from support.ports import free_port
 
 APP_KEYS = ("OPENAI_API_KEY", "JWT_SECRET", "NODE_ENV")
 

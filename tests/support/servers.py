@@ -14,11 +14,11 @@ from pathlib import Path
 from psycopg import sql
 
 from cartrita_assets.cluster.v2 import LocalV2Target
-from cartrita_assets.local.system import free_port
 from cartrita_assets.paths import data_path
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.schema import MigrationRunner
+from support.ports import free_port
 
 # Named unlike anything the product creates or looks for (cartrita*, staging names).
 MIGRATED_TEMPLATE = "zz_test_migrated_template"

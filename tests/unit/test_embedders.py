@@ -33,6 +33,11 @@ DIMS = 4
 # --------------------------------------------------------------------------------------------
 
 
+# The tests sharing 'local' run on one pytest-xdist worker, which sets it up once
+# (support/groups.py says why the mark is written here).
+SHARES_LOCAL = pytest.mark.xdist_group("test_embedders")
+
+
 @pytest.fixture(scope="module")
 def local() -> LocalEmbedder:
     embedder = LocalEmbedder(batch_size=4)
@@ -45,6 +50,7 @@ def _cos(a: list[float], b: list[float]) -> float:
     return float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb)))
 
 
+@SHARES_LOCAL
 def test_local_semantic_search(local: LocalEmbedder) -> None:
     documents = [
         "How to reset a forgotten password",
@@ -66,6 +72,7 @@ def test_local_semantic_search(local: LocalEmbedder) -> None:
     assert best == list(queries.values())
 
 
+@SHARES_LOCAL
 def test_local_shape_norm_and_order(local: LocalEmbedder) -> None:
     assert (local.model, local.dimensions) == ("all-MiniLM-L6-v2", 384)
     texts = [
@@ -89,6 +96,7 @@ def test_local_shape_norm_and_order(local: LocalEmbedder) -> None:
     assert local.embed([]) == []
 
 
+@SHARES_LOCAL
 def test_local_huge_text_is_cut(local: LocalEmbedder) -> None:
     huge = "lorem ipsum dolor sit amet " * 120_000  # ~3.2 MB
     started = time.monotonic()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from support.ports import free_port
 
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.defs.cluster.checks import redis_responds
@@ -21,7 +22,6 @@ from cartrita_assets.defs.vectors.sensors import (
     stale_embeddings_sensor,
 )
 from cartrita_assets.errors import CartritaError
-from cartrita_assets.local.system import free_port
 from cartrita_assets.vectors.changes import PendingChanges
 
 DB = "vec"

@@ -30,8 +30,7 @@ from typing import Any
 
 import dagster as dg
 
-from cartrita_assets.environments import ALERT_WEBHOOK_ENV, setting
-from cartrita_assets.paths import state_dir
+from cartrita_assets.environments import ALERT_WEBHOOK_ENV, setting, state_dir
 from cartrita_assets.redaction import private_dir
 
 WEBHOOK_ENV = ALERT_WEBHOOK_ENV

@@ -5,6 +5,7 @@ import dagster as dg
 from cartrita_assets.defs.facts import run_in_flight, v2_database
 from cartrita_assets.defs.jobs import v2_health_checks_job
 from cartrita_assets.environments import CRON_ENV, health_check_cron
+from cartrita_assets.report.health import health_check_decision
 
 
 def build_health_checks_schedule(cron: str | None = None) -> dg.ScheduleDefinition:
@@ -28,12 +29,10 @@ def build_health_checks_schedule(cron: str | None = None) -> dg.ScheduleDefiniti
         context: dg.ScheduleEvaluationContext,
     ) -> dg.RunRequest | dg.SkipReason:
         database, why = v2_database(context.instance)
-        if database is None:
-            return dg.SkipReason(f"No health checks: {why}.")
-        busy = run_in_flight(context.instance)
-        if busy:
-            return dg.SkipReason(f"No health checks while {busy} is in flight.")
-        return dg.RunRequest(tags={"cartrita/database": database})
+        decision = health_check_decision(database, why, run_in_flight(context.instance))
+        if isinstance(decision, str):
+            return dg.SkipReason(decision)
+        return dg.RunRequest(tags=decision.tags)
 
     return v2_health_checks_schedule
 
