@@ -15,19 +15,19 @@ import dagster as dg
 import psycopg
 import pytest
 from psycopg import sql
+from support.ports import free_port
 from support.runs import check_results, local_resources, materialized, run_job
 
 from cartrita_assets.defs.serving.checks import replica_serves_primary_results
 from cartrita_assets.envfile import V1Settings, read_env_file
 from cartrita_assets.envfile.cutover import cutover_file
-from cartrita_assets.local.system import free_port
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.resources.serving import ServingResource
 from cartrita_assets.serving.pooler import pgbouncer_binary, pooled_connect
 from cartrita_assets.serving.probe import SEARCHES, sample_queries, search_results
 from cartrita_assets.serving.replica import HEARTBEAT_TABLE, SLOT
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_v2_serving")]
 
 try:
     pgbouncer_binary()

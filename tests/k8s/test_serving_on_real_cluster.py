@@ -25,6 +25,9 @@ from cartrita_assets.cluster.k8s.manifests import sort_for_apply, validate_objec
 from cartrita_assets.cluster.k8s.wait import wait_statefulsets_ready
 from cartrita_assets.serving.k8s import render_pooler, render_replica_overlay
 
+# The control plane is one per session: every test using it runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("k8s-control-plane")
+
 PASSWORD = f"pw-{secrets.token_urlsafe(12)}"
 
 
