@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from cartrita_assets.envfile import PostgresSettings
+from cartrita_assets.errors import CartritaError
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import canonical_session, connect
 from cartrita_assets.pg.inventory import TableState, qualified
@@ -190,6 +191,12 @@ def table_states(
             for thread in threads:
                 thread.join()
         if errors:
+            if isinstance(errors[0], psycopg.OperationalError):
+                raise CartritaError(
+                    f"Lost the connection to {role} while hashing its tables "
+                    f"({type(errors[0]).__name__}); nothing was changed. Check that the server "
+                    "is up, then run the step again."
+                ) from None
             raise errors[0]
         progress.finish()
     return {
