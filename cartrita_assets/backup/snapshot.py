@@ -224,8 +224,7 @@ def _backup_postgres(
         db = _database_facts(conn)
         roles = _role_facts(conn)
         sequences = inventory.sequence_states(conn)
-        estimate = _table_bytes(conn)
-        dump = _DumpThread(v1, folder / DUMP_NAME, snapshot, jobs, log)
+        dump = _DumpThread(v1, folder / DUMP_NAME, snapshot, jobs, log, _table_bytes(conn))
         beside = _Beside(redis_part) if redis_part else None
         dump.start()
         if beside:
@@ -237,7 +236,10 @@ def _backup_postgres(
             )  # fmt: skip
         finally:
             # keep the snapshot open until pg_dump is done with it, even when hashing failed
-            dump.join_with_progress(log, estimate)
+            # and never leave the Redis read writing into a folder that is being removed
+            if beside:
+                beside.join()
+            dump.join_or_raise()
             if beside:
                 beside.join_or_raise()
         conn.rollback()
@@ -318,9 +320,12 @@ def _pg_dump_version() -> str:
 class _DumpThread(threading.Thread):
     """pg_dump of the exported snapshot, run beside the hashing so both finish sooner."""
 
-    def __init__(self, v1: V1Settings, out: Path, snapshot: str, jobs: int, log: Log) -> None:
+    def __init__(
+        self, v1: V1Settings, out: Path, snapshot: str, jobs: int, log: Log, estimate: int = 0
+    ) -> None:
         super().__init__(daemon=True)
         self.v1, self.out, self.snapshot, self.jobs, self.log = v1, out, snapshot, jobs, log
+        self.estimate = estimate
         self.error: CartritaError | None = None
         self.seconds = 0.0
 
@@ -331,14 +336,20 @@ class _DumpThread(threading.Thread):
             f"--snapshot={self.snapshot}", f"--file={self.out}", "--verbose", "--no-password",
             f"--dbname={self.v1.postgres.dbname}",
         ]  # fmt: skip
-        result = run_tool(
-            args,
-            self.v1.postgres,
-            app_name="cartrita-v1-backup",
-            log=lambda line: self.log(f"pg_dump: {line}"),
-            extra_env={"PGOPTIONS": "-c default_transaction_read_only=on"},
-        )
+        # bytes written, rate and ETA at least every 10 s while pg_dump runs
+        progress = Progress("pg_dump", self.estimate or None, "bytes", self.log)
+        with progress.ticking(poll=self.written):
+            result = run_tool(
+                args,
+                self.v1.postgres,
+                app_name="cartrita-v1-backup",
+                log=lambda line: self.log(f"pg_dump: {line}"),
+                extra_env={"PGOPTIONS": "-c default_transaction_read_only=on"},
+            )
         self.seconds = time.monotonic() - started
+        if result.returncode == 0:
+            progress.set_done(self.written())
+            progress.finish()
         if result.returncode != 0 and any(_NO_SPACE in line for line in result.stderr):
             self.error = _DiskFull(f"pg_dump: {_NO_SPACE}")
         elif result.returncode != 0:
@@ -348,17 +359,13 @@ class _DumpThread(threading.Thread):
                 f"backup is removed; check that v1 is up, then materialize v1_backup again.\n{tail}"
             )
 
-    def join_with_progress(self, log: Log, estimate: int) -> None:
-        """Wait for pg_dump, logging bytes written, rate and ETA at least every 10 s."""
-        progress = Progress("pg_dump", estimate or None, "bytes", log)
+    def written(self) -> float:
+        """Bytes pg_dump has written so far."""
+        return sum(p.stat().st_size for p in self.out.rglob("*") if p.is_file())
 
-        def written() -> float:
-            return sum(p.stat().st_size for p in self.out.rglob("*") if p.is_file())
-
-        with progress.ticking(poll=written):
-            self.join()
-        progress.set_done(written())
-        progress.finish()
+    def join_or_raise(self) -> None:
+        """Wait for pg_dump; raise its error, if any."""
+        self.join()
         if self.error:
             raise self.error
 

@@ -11,9 +11,13 @@ from dataclasses import dataclass, replace
 import psycopg
 import pytest
 
-from cartrita_assets.envfile import PostgresSettings
+from cartrita_assets.backup.manifest import DUMP_NAME, Manifest
+from cartrita_assets.backup.snapshot import take_backup
+from cartrita_assets.envfile import PostgresSettings, V1Settings
 from cartrita_assets.pg import inventory, measure
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.pg.inventory import qualified
+from cartrita_assets.pg.tools import count_copy_rows, read_toc
 
 pytestmark = pytest.mark.integration
 
@@ -176,3 +180,33 @@ def test_a_horizon_from_an_older_xid_epoch_never_vouches(own_db):
     # 2^32 transactions earlier: the same 32-bit xid, a different epoch
     found = measure.v1_changes(own_db, recorded.tables, recorded.horizon - 2**32, jobs=2)
     assert found.method.startswith("full hash (the snapshot is too many transactions old")
+
+
+def test_backup_inside_a_given_snapshot_dumps_and_hashes_that_snapshot(own_db, tmp_path):
+    """A snapshot exported elsewhere (as a replication slot exports one) is what both pg_dump
+    and the hash read; writes after it are in neither, and the horizon is the snapshot's."""
+    v1 = V1Settings(source="test", postgres=own_db, redis=None, other_keys={})
+    root = tmp_path / "backups"
+    with connect(own_db, role="test", autocommit=False) as holder:
+        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        horizon = measure.snapshot_xmin(holder)
+        with connect(own_db, role="test") as writer:
+            writer.execute("DELETE FROM notes WHERE id <= 20")
+        folder, manifest = take_backup(
+            v1, root, source={"note": "test"}, log=lambda _m: None, snapshot=snapshot
+        )
+        holder.rollback()
+    assert manifest.postgres.snapshot == snapshot
+    assert manifest.postgres.snapshot_xmin == horizon
+    assert manifest.postgres.tables["public.notes"].rows == 500
+    data = {
+        qualified(e.schema, e.name): folder / DUMP_NAME / f"{e.dump_id}.dat"
+        for e in read_toc(folder / DUMP_NAME)
+        if e.kind == "TABLE DATA"
+    }
+    assert count_copy_rows(data["public.notes"]) == 500
+    assert Manifest.load(folder) == manifest
+    # the delete came after the snapshot: the horizon check sees it
+    found = measure.v1_changes(own_db, manifest.postgres.tables, horizon, jobs=2)
+    assert found.changed == ["public.notes"]
