@@ -256,23 +256,24 @@ def test_changed_v2_row_fails_content_hash_and_blocks_downstream(forwarded):
 def test_one_v2_row_missing_fails_row_counts_and_blocks_downstream(forwarded):
     resources, instance = forwarded.resources, forwarded.instance
     assert forwarded.result.success
-    with connect(resources["v2"].admin("cartrita"), role="test") as conn:
-        row = conn.execute("SELECT * FROM public.user_settings ORDER BY 1 LIMIT 1").fetchone()
-        width = len(row)
-        conn.execute("DELETE FROM public.user_settings WHERE ctid = "
-                     "(SELECT ctid FROM public.user_settings ORDER BY 1 LIMIT 1)")  # fmt: skip
-    try:
-        result = _checks_and_probe(resources, instance)
+    # the row is kept byte for byte in a temporary table of this session and put back from there
+    with connect(resources["v2"].admin("cartrita"), role="test") as keeper:
+        keeper.execute(
+            "CREATE TEMP TABLE kept AS SELECT * FROM public.user_settings "
+            "WHERE ctid = (SELECT min(ctid) FROM public.user_settings)"
+        )
+        keeper.execute("DELETE FROM public.user_settings WHERE ctid = "
+                       "(SELECT min(ctid) FROM public.user_settings)")  # fmt: skip
+        try:
+            result = _checks_and_probe(resources, instance)
 
-        checks = check_results(result)
-        assert checks["row_counts_match_v1"] is False
-        assert checks["content_hashes_match_v1"] is False
-        assert checks["sequences_match_v1"] is True and checks["redis_keys_match_v1"] is True
-        assert "downstream_probe" not in materialized(result)
-    finally:  # leave the shared run's v2 as the run made it
-        with connect(resources["v2"].admin("cartrita"), role="test") as conn:
-            marks = ", ".join(["%s"] * width)
-            conn.execute(f"INSERT INTO public.user_settings VALUES ({marks})", row)
+            checks = check_results(result)
+            assert checks["row_counts_match_v1"] is False
+            assert checks["content_hashes_match_v1"] is False
+            assert checks["sequences_match_v1"] is True and checks["redis_keys_match_v1"] is True
+            assert "downstream_probe" not in materialized(result)
+        finally:  # leave the shared run's v2 as the run made it
+            keeper.execute("INSERT INTO public.user_settings SELECT * FROM kept")
     assert all(check_results(_checks_and_probe(resources, instance)).values())
 
 
