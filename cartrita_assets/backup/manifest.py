@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ class PostgresPart:
     snapshot: str
     pg_dump_version: str
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+    # the snapshot's xmin horizon (64-bit xid); absent in manifests written before it was recorded
+    snapshot_xmin: int | None = None
 
 
 @dataclass
@@ -97,11 +101,16 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sha256_files(paths: list[Path]) -> list[str]:
+    """sha256 of each file, one thread per core (hashlib releases the GIL while it hashes)."""
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        return list(pool.map(sha256_file, paths))
+
+
 def checksum_tree(folder: Path, root: Path) -> dict[str, str]:
     """sha256 of every file under ``folder``, keyed by path relative to ``root``."""
-    return {
-        str(p.relative_to(root)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()
-    }
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+    return {str(p.relative_to(root)): d for p, d in zip(files, sha256_files(files), strict=True)}
 
 
 def verify_files(folder: Path, manifest: Manifest) -> list[str]:
@@ -110,11 +119,12 @@ def verify_files(folder: Path, manifest: Manifest) -> list[str]:
     expected = dict(manifest.postgres.files)
     if manifest.redis:
         expected[REDIS_NAME] = manifest.redis.sha256
+    present = [rel for rel in sorted(expected) if (folder / rel).is_file()]
+    actual = dict(zip(present, sha256_files([folder / rel for rel in present]), strict=True))
     for rel, digest in sorted(expected.items()):
-        path = folder / rel
-        if not path.is_file():
+        if rel not in actual:
             problems.append(f"{rel}: missing")
-        elif sha256_file(path) != digest:
+        elif actual[rel] != digest:
             problems.append(f"{rel}: sha256 differs from the manifest")
     dump = folder / DUMP_NAME
     if dump.is_dir():

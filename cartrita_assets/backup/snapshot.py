@@ -1,6 +1,8 @@
 """Take v1's backup: preflight, one consistent snapshot, a parallel pg_dump, Redis keys, manifest.
 
-v1 is only ever read: every session is READ ONLY and pg_dump reads the exported snapshot.
+v1 is only ever read: every session is READ ONLY and pg_dump reads the exported snapshot. The
+content hash of every table (one session per core, :mod:`cartrita_assets.pg.measure`) reads the
+same snapshot while pg_dump runs, and v1's Redis is read beside both.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 import redis
+from psycopg import sql
 
 from cartrita_assets import redis_copy
 from cartrita_assets.backup.manifest import (
@@ -31,10 +34,11 @@ from cartrita_assets.backup.manifest import (
 )
 from cartrita_assets.envfile import RedisSettings, V1Settings
 from cartrita_assets.errors import CartritaError, PreflightError
-from cartrita_assets.pg import inventory
+from cartrita_assets.pg import inventory, measure
 from cartrita_assets.pg.binaries import binaries_major, pg_binary
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.pg.tools import run_tool
+from cartrita_assets.progress import Progress, counted
 from cartrita_assets.redaction import private_dir
 from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.redis_copy.versions import server_version
@@ -119,7 +123,8 @@ def take_backup(
     source: dict[str, str],
     log: Log,
     min_free_ratio: float = 2.0,
-    jobs: int = 2,
+    jobs: int | None = None,
+    snapshot: str | None = None,
 ) -> tuple[Path, Manifest]:
     """Back up v1 PostgreSQL and Redis into a new folder under ``backup_root``.
 
@@ -129,7 +134,8 @@ def take_backup(
         source: description of where v1 came from (demo or env file), stored in the manifest.
         log: progress lines for the run log.
         min_free_ratio: free disk required, as a multiple of the database size.
-        jobs: parallel pg_dump workers.
+        jobs: parallel pg_dump workers and hashing sessions (default: the core count).
+        snapshot: an exported snapshot to read (e.g. a replication slot's); None exports one.
 
     Returns:
         The backup folder and its manifest (also written there).
@@ -140,8 +146,18 @@ def take_backup(
     folder: Path | None = None
     try:
         folder = new_backup_dir(backup_root)
-        postgres = _backup_postgres(v1, folder, pre, log, jobs)
-        redis_part = _backup_redis(v1.redis, folder, pre.redis_version, log) if v1.redis else None
+        redis_parts: list[RedisPart] = []
+        read_redis = None
+        if v1.redis:
+            settings = v1.redis
+
+            def read_redis() -> None:
+                redis_parts.append(_backup_redis(settings, folder, pre.redis_version, log))
+
+        postgres = _backup_postgres(
+            v1, folder, pre, log, jobs or measure.default_jobs(), snapshot, read_redis
+        )
+        redis_part = redis_parts[0] if redis_parts else None
         manifest = Manifest(
             backup_id=folder.name,
             created_at=datetime.now(UTC).isoformat(),
@@ -186,22 +202,46 @@ def _size(n: float) -> str:
 
 
 def _backup_postgres(
-    v1: V1Settings, folder: Path, pre: Preflight, log: Log, jobs: int
+    v1: V1Settings,
+    folder: Path,
+    pre: Preflight,
+    log: Log,
+    jobs: int,
+    snapshot: str | None,
+    redis_part: Callable[[], None] | None = None,
 ) -> PostgresPart:
+    """pg_dump and the parallel content hash read one snapshot at the same time (and the Redis
+    read, ``redis_part``, runs beside them: it touches no PostgreSQL)."""
     with connect(v1.postgres, role="v1 PostgreSQL", read_only=True, autocommit=False) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
-        log(f"Exported snapshot {snapshot}; every count, hash and the dump read this snapshot")
+        if snapshot is None:
+            snapshot = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+            log(f"Exported snapshot {snapshot}; every count, hash and the dump read this snapshot")
+        else:
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+            log(f"Reading snapshot {snapshot}; every count, hash and the dump read it")
+        horizon = measure.snapshot_xmin(conn)
         db = _database_facts(conn)
         roles = _role_facts(conn)
         sequences = inventory.sequence_states(conn)
-        dump = _DumpThread(v1, folder / DUMP_NAME, snapshot, jobs, log)
+        dump = _DumpThread(v1, folder / DUMP_NAME, snapshot, jobs, log, _table_bytes(conn))
+        beside = _Beside(redis_part) if redis_part else None
         dump.start()
+        if beside:
+            beside.start()
         try:
-            tables = inventory.table_states(conn, log)
+            tables = measure.table_states(
+                v1.postgres, role="v1 PostgreSQL", snapshot=snapshot, jobs=jobs, log=log,
+                label="v1 hashing",
+            )  # fmt: skip
         finally:
             # keep the snapshot open until pg_dump is done with it, even when hashing failed
-            dump.join_with_progress(log)
+            # and never leave the Redis read writing into a folder that is being removed
+            if beside:
+                beside.join()
+            dump.join_or_raise()
+            if beside:
+                beside.join_or_raise()
         conn.rollback()
     log(f"Dump finished in {dump.seconds:.1f}s; computing sha256 of every file")
     for path in (folder / DUMP_NAME).rglob("*"):
@@ -217,8 +257,39 @@ def _backup_postgres(
         snapshot=snapshot,
         pg_dump_version=_pg_dump_version(),
         files=checksum_tree(folder / DUMP_NAME, folder),
+        snapshot_xmin=horizon,
         **db,
     )
+
+
+def _table_bytes(conn: psycopg.Connection) -> int:
+    """About how many bytes the dump will write (the tables' heap and TOAST, no indexes)."""
+    row = conn.execute(
+        "SELECT coalesce(sum(pg_table_size(c.oid)), 0) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+class _Beside(threading.Thread):
+    """Runs ``work`` in the background; its exception is re-raised by ``join_or_raise``."""
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        super().__init__(daemon=True)
+        self.work = work
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except BaseException as exc:
+            self.error = exc
+
+    def join_or_raise(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _database_facts(conn: psycopg.Connection) -> dict[str, str]:
@@ -249,9 +320,12 @@ def _pg_dump_version() -> str:
 class _DumpThread(threading.Thread):
     """pg_dump of the exported snapshot, run beside the hashing so both finish sooner."""
 
-    def __init__(self, v1: V1Settings, out: Path, snapshot: str, jobs: int, log: Log) -> None:
+    def __init__(
+        self, v1: V1Settings, out: Path, snapshot: str, jobs: int, log: Log, estimate: int = 0
+    ) -> None:
         super().__init__(daemon=True)
         self.v1, self.out, self.snapshot, self.jobs, self.log = v1, out, snapshot, jobs, log
+        self.estimate = estimate
         self.error: CartritaError | None = None
         self.seconds = 0.0
 
@@ -262,14 +336,20 @@ class _DumpThread(threading.Thread):
             f"--snapshot={self.snapshot}", f"--file={self.out}", "--verbose", "--no-password",
             f"--dbname={self.v1.postgres.dbname}",
         ]  # fmt: skip
-        result = run_tool(
-            args,
-            self.v1.postgres,
-            app_name="cartrita-v1-backup",
-            log=lambda line: self.log(f"pg_dump: {line}"),
-            extra_env={"PGOPTIONS": "-c default_transaction_read_only=on"},
-        )
+        # bytes written, rate and ETA at least every 10 s while pg_dump runs
+        progress = Progress("pg_dump", self.estimate or None, "bytes", self.log)
+        with progress.ticking(poll=self.written):
+            result = run_tool(
+                args,
+                self.v1.postgres,
+                app_name="cartrita-v1-backup",
+                log=lambda line: self.log(f"pg_dump: {line}"),
+                extra_env={"PGOPTIONS": "-c default_transaction_read_only=on"},
+            )
         self.seconds = time.monotonic() - started
+        if result.returncode == 0:
+            progress.set_done(self.written())
+            progress.finish()
         if result.returncode != 0 and any(_NO_SPACE in line for line in result.stderr):
             self.error = _DiskFull(f"pg_dump: {_NO_SPACE}")
         elif result.returncode != 0:
@@ -279,12 +359,13 @@ class _DumpThread(threading.Thread):
                 f"backup is removed; check that v1 is up, then materialize v1_backup again.\n{tail}"
             )
 
-    def join_with_progress(self, log: Log) -> None:
-        while self.is_alive():
-            self.join(timeout=10)
-            if self.is_alive():
-                size = sum(p.stat().st_size for p in self.out.rglob("*") if p.is_file())
-                log(f"pg_dump still running: {size / 2**20:.0f} MiB written")
+    def written(self) -> float:
+        """Bytes pg_dump has written so far."""
+        return sum(p.stat().st_size for p in self.out.rglob("*") if p.is_file())
+
+    def join_or_raise(self) -> None:
+        """Wait for pg_dump; raise its error, if any."""
+        self.join()
         if self.error:
             raise self.error
 
@@ -298,9 +379,10 @@ def _backup_redis(
     client = client_for(settings)
     dbs = redis_copy.databases_in_use(client)
     log(f"Reading Redis keys from databases {dbs}")
-    summary = redis_copy.write_backup(
-        folder / REDIS_NAME, redis_copy.read_keyspace(connect_db, dbs, with_dump=True)
-    )
+    total = sum(int(connect_db(db).dbsize()) for db in dbs)  # type: ignore[arg-type]
+    progress = Progress("v1 Redis read", total or None, "keys", log)
+    records = redis_copy.read_keyspace(connect_db, dbs, with_dump=True)
+    summary = redis_copy.write_backup(folder / REDIS_NAME, counted(records, progress))
     log(f"Redis: {summary.total_keys} keys ({summary.keys_with_ttl} with a TTL)")
     return RedisPart(
         server_version=version or "",

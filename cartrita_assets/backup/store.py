@@ -15,7 +15,8 @@ class BackupStore(dg.ConfigurableResource):
 
     root: str = ".cartrita/backups"
     min_free_ratio: float = 2.0
-    dump_jobs: int = 2
+    dump_jobs: int | None = None
+    """Parallel pg_dump / pg_restore workers and hashing sessions; unset: one per core."""
 
     def path(self) -> Path:
         """The backup root as an absolute path."""

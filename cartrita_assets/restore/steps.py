@@ -6,6 +6,9 @@ and only a complete, error-free restore is renamed to ``<db>``.
 
 from __future__ import annotations
 
+import queue
+import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -17,11 +20,13 @@ from psycopg import sql
 from cartrita_assets import redis_copy
 from cartrita_assets.backup.manifest import DUMP_NAME, REDIS_NAME, Manifest, verify_files
 from cartrita_assets.envfile import PostgresSettings, RedisSettings
-from cartrita_assets.errors import BackupIntegrityError, PreflightError, RestoreError
+from cartrita_assets.errors import BackupIntegrityError, CartritaError, PreflightError, RestoreError
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect, server_major
+from cartrita_assets.pg.measure import default_jobs
 from cartrita_assets.pg.roles import ensure_role
 from cartrita_assets.pg.tools import run_tool
+from cartrita_assets.progress import Progress, counted
 from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.redis_copy.versions import ServerVersion, check_not_older, server_version
 
@@ -80,7 +85,7 @@ def restore_postgres(
     *,
     log: Log,
     replace_existing: bool = False,
-    jobs: int = 2,
+    jobs: int | None = None,
     label: str = "v2 PostgreSQL",
 ) -> RestoreOutcome:
     """Restore the backup's database into v2 as ``manifest.postgres.database``.
@@ -93,10 +98,11 @@ def restore_postgres(
         log: progress lines.
         replace_existing: replace a v2 database that was not restored by this project, or that
             changed since its restore.
-        jobs: parallel pg_restore workers.
+        jobs: parallel pg_restore workers and ANALYZE sessions (default: the core count).
         label: what the target is to the user, for messages ("v1 PostgreSQL" in a rollback).
     """
     target = manifest.postgres.database
+    jobs = jobs or default_jobs()
     started = time.monotonic()
     # database-level work (create, drop, rename) runs from the maintenance database
     with connect(admin, role=label, dbname="postgres") as conn:
@@ -111,7 +117,7 @@ def restore_postgres(
         staging = _fresh_staging(conn, manifest)
     _create_extensions(admin, staging, manifest, log, label)
     _pg_restore(admin, folder, staging, log, jobs)
-    _analyze(admin, staging, log, label)
+    _analyze(admin, staging, log, label, jobs)
     with connect(admin, role=label, dbname="postgres") as conn:
         # marked before the swap: settings follow the database through the rename
         conn.execute(
@@ -251,13 +257,24 @@ def _create_extensions(
 
 def _pg_restore(admin: PostgresSettings, folder: Path, db: str, log: Log, jobs: int) -> None:
     log(f"pg_restore into {db} with {jobs} workers")
+    dump = folder / DUMP_NAME
+    sizes = {int(p.stem): p.stat().st_size for p in dump.glob("*.dat") if p.stem.isdigit()}
+    progress = Progress("pg_restore", sum(sizes.values()) or None, "bytes", log)
+    finished: list[int] = []
+
+    def on_line(line: str) -> None:
+        match = _FINISHED.search(line)
+        if match and int(match[1]) in sizes:
+            finished.append(sizes[int(match[1])])
+        log(f"pg_restore: {line}")
+
     args = [
         "pg_restore", f"--dbname={db}", f"--jobs={jobs}", "--exit-on-error", "--verbose",
-        "--no-password", str(folder / DUMP_NAME),
+        "--no-password", str(dump),
     ]  # fmt: skip
-    result = run_tool(
-        args, admin, app_name="cartrita-v2-restore", log=lambda m: log(f"pg_restore: {m}")
-    )
+    with _CopyWatch(admin, db, label_done=lambda: sum(finished)) as watch:
+        with progress.ticking(poll=watch.bytes_done):
+            result = run_tool(args, admin, app_name="cartrita-v2-restore", log=on_line)
     errors = [line for line in result.stderr if "error" in line.lower()]
     if result.returncode != 0 or errors:
         shown = "\n".join((errors or result.stderr)[-8:])
@@ -265,13 +282,82 @@ def _pg_restore(admin: PostgresSettings, folder: Path, db: str, log: Log, jobs: 
             f"pg_restore failed (exit {result.returncode}); the live v2 database was not touched "
             f"and the staging database {db} holds the partial restore:\n{shown}"
         )
+    progress.set_done(sum(sizes.values()))
+    progress.finish()
 
 
-def _analyze(admin: PostgresSettings, db: str, log: Log, label: str) -> None:
+_FINISHED = re.compile(r"finished item (\d+) TABLE DATA")
+
+
+class _CopyWatch:
+    """Bytes restored so far: finished tables plus the COPYs in flight (pg_stat_progress_copy,
+    PostgreSQL 14+; on older servers only finished tables count)."""
+
+    def __init__(self, admin: PostgresSettings, db: str, label_done: Callable[[], int]) -> None:
+        self.admin, self.db, self.label_done = admin, db, label_done
+        self.conn: psycopg.Connection | None = None
+
+    def __enter__(self) -> _CopyWatch:
+        try:
+            self.conn = connect(self.admin, role="v2 PostgreSQL", dbname="postgres")
+            if server_major(self.conn) < 14:
+                self.conn.close()
+                self.conn = None
+        except CartritaError:
+            self.conn = None  # progress is a nicety: pg_restore reports the real failure
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+    def bytes_done(self) -> float:
+        in_flight = 0
+        if self.conn is not None:
+            row = self.conn.execute(
+                "SELECT coalesce(sum(bytes_processed), 0) FROM pg_stat_progress_copy "
+                "WHERE datname = %s",
+                (self.db,),
+            ).fetchone()
+            in_flight = int(row[0]) if row else 0
+        return self.label_done() + in_flight
+
+
+def _analyze(admin: PostgresSettings, db: str, log: Log, label: str, jobs: int) -> None:
     # pg_restore leaves planner statistics empty; the first queries on v2 would plan blind.
+    # One session per core, each taking the next table (largest first).
     with connect(admin, role=label, dbname=db) as conn:
-        conn.execute("ANALYZE")
-    log(f"ANALYZE done on {db}")
+        tables = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm', 'p') "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname NOT LIKE 'pg\\_%' ORDER BY pg_total_relation_size(c.oid) DESC"
+        ).fetchall()
+    todo: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+    for table in tables:
+        todo.put(table)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with connect(admin, role=label, dbname=db) as session:
+                while not errors:
+                    try:
+                        schema, name = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    session.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, name)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    log(f"ANALYZE done on {db} ({len(tables)} tables, {jobs} sessions)")
 
 
 def _swap(conn: psycopg.Connection, staging: str, target: str, exists: bool) -> str:
@@ -288,6 +374,7 @@ def restore_redis(
     log: Log,
     path: str = "auto",
     source_version: str = "",
+    keys: int | None = None,
 ) -> redis_copy.RestoreSummary:
     """Write every backed-up key into a Redis with its original absolute expiry.
 
@@ -298,12 +385,16 @@ def restore_redis(
         path: ``auto``, ``dump`` or ``logical`` (see :func:`redis_copy.restore_keyspace`).
         source_version: the server the backup was read from (the manifest's); a target older
             than it is refused before any key is written.
+        keys: how many keys the backup holds (for the progress lines' ETA).
     """
     if source_version:
         check_not_older(ServerVersion.parse(source_version), server_version(client_for(settings)))
     summary = redis_copy.restore_keyspace(
         lambda db: client_for(replace(settings, db=db)),
-        redis_copy.read_backup(folder / REDIS_NAME),
+        counted(
+            redis_copy.read_backup(folder / REDIS_NAME),
+            Progress("Redis restore", keys, "keys", log),
+        ),
         path=path,
     )
     paths = ", ".join(f"db{db}: {how}" for db, how in summary.paths.items())

@@ -260,6 +260,50 @@ def test_changed_v2_row_fails_content_hash_and_blocks_downstream(forwarded):
             conn.execute("UPDATE public.users SET name = %s WHERE id = 3", (name,))
 
 
+def test_one_v2_row_missing_fails_row_counts_and_blocks_downstream(forwarded):
+    resources, instance = forwarded.resources, forwarded.instance
+    assert forwarded.result.success
+    # the row is kept byte for byte in a temporary table of this session and put back from there
+    with connect(resources["v2"].admin("cartrita"), role="test") as keeper:
+        keeper.execute(
+            "CREATE TEMP TABLE kept AS SELECT * FROM public.user_settings "
+            "WHERE ctid = (SELECT min(ctid) FROM public.user_settings)"
+        )
+        keeper.execute("DELETE FROM public.user_settings WHERE ctid = "
+                       "(SELECT min(ctid) FROM public.user_settings)")  # fmt: skip
+        try:
+            result = _checks_and_probe(resources, instance)
+
+            checks = check_results(result)
+            assert checks["row_counts_match_v1"] is False
+            assert checks["content_hashes_match_v1"] is False
+            assert checks["sequences_match_v1"] is True and checks["redis_keys_match_v1"] is True
+            assert "downstream_probe" not in materialized(result)
+        finally:  # leave the shared run's v2 as the run made it
+            keeper.execute("INSERT INTO public.user_settings SELECT * FROM kept")
+    assert all(check_results(_checks_and_probe(resources, instance)).values())
+
+
+def test_one_v2_sequence_behind_fails_sequences_and_blocks_downstream(forwarded):
+    resources, instance = forwarded.resources, forwarded.instance
+    assert forwarded.result.success
+    with connect(resources["v2"].admin("cartrita"), role="test") as conn:
+        last, called = conn.execute(
+            "SELECT last_value, is_called FROM public.invoice_number_seq"
+        ).fetchone()
+        conn.execute("SELECT setval('public.invoice_number_seq', %s, true)", (last - 1,))
+    try:
+        result = _checks_and_probe(resources, instance)
+
+        checks = check_results(result)
+        assert checks["sequences_match_v1"] is False
+        assert checks["row_counts_match_v1"] is True and checks["content_hashes_match_v1"] is True
+        assert "downstream_probe" not in materialized(result)
+    finally:
+        with connect(resources["v2"].admin("cartrita"), role="test") as conn:
+            conn.execute("SELECT setval('public.invoice_number_seq', %s, %s)", (last, called))
+
+
 def test_tampered_dump_is_refused_before_restore(resources, instance):
     assert materialize(resources, instance, "v1_backup", "k8s_secrets", "pgvector_cluster").success
     folder = Path(resources["backups"].root)

@@ -101,14 +101,15 @@ def test_disk_fills_up_mid_dump_is_reported_and_cleaned_up(setup, instance):
 
 
 def test_disk_fills_up_after_the_dump_is_reported_and_cleaned_up(setup, instance, monkeypatch):
-    """Another process fills the disk right after pg_dump, then (second run) right after the
-    Redis keys: the next file written (redis.jsonl, then manifest.json) gets a real ENOSPC."""
+    """Another process fills the disk right after the Redis keys are written (they are read
+    beside pg_dump), then (second run) right after pg_dump and the Redis keys: the next file
+    written (the rest of the dump or manifest.json, then manifest.json) gets a real ENOSPC."""
     resources, test_dir = setup
     v1_before = v1_tables(resources)
     with mounted_tmpfs(test_dir / "disk", 64 * MiB) as disk:
         store = BackupStore(root=str(disk / "backups"), min_free_ratio=1.0)
-        for full_after, next_write in (("_backup_postgres", "redis.jsonl"),
-                                       ("_backup_redis", "manifest.json")):  # fmt: skip
+        for full_after, next_write in (("_backup_redis", "the dump or manifest.json"),
+                                       ("_backup_postgres", "manifest.json")):  # fmt: skip
             step = getattr(backup, full_after)
 
             def then_fill_the_disk(*args, _step=step, **kwargs):
@@ -122,7 +123,7 @@ def test_disk_fills_up_after_the_dump_is_reported_and_cleaned_up(setup, instance
             (disk / "filler").unlink()
 
             message = _only_backup_failed(result)
-            expected = "BackupDiskFullError: The backup disk is full: the backup could not write"
+            expected = "BackupDiskFullError: The backup disk is full: "
             assert expected in message, f"{next_write}: {message}"
             assert "No space left on device" in message and str(disk / "backups") in message
             assert list((disk / "backups").iterdir()) == []  # no folder without a manifest

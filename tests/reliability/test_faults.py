@@ -52,7 +52,8 @@ def test_v2_killed_during_restore(resources, instance, own_v1):
     def kill_v2(_pid: int) -> None:
         crash_server(data_dir)
 
-    with Watcher(trigger="pg_restore", action=kill_v2) as watcher:
+    # the restore itself (pg_restore --list, run by the backup's checks, only reads the dump)
+    with Watcher(trigger="pg_restore --dbname=", action=kill_v2) as watcher:
         result = run_job(resources, instance)
     assert watcher.fired
     assert not result.success
@@ -69,7 +70,7 @@ def test_v1_stopped_during_dump(resources, instance, own_v1):
     def stop_v1(_pid: int) -> None:
         crash_server(pg.data_dir)
 
-    with Watcher(trigger="pg_dump", action=stop_v1) as watcher:
+    with Watcher(trigger="pg_dump --format=directory", action=stop_v1) as watcher:
         result = run_job(resources, instance)
     assert watcher.fired and not result.success
     message = " ".join(failure_messages(result))

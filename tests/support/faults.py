@@ -23,9 +23,31 @@ def cmdlines() -> dict[int, str]:
     return out
 
 
+def parent_pid(pid: int) -> int | None:
+    """The parent of ``pid`` (None when it is gone)."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """True when ``ancestor`` is ``pid``'s parent, grandparent, ... (not ``pid`` itself)."""
+    seen: set[int] = set()
+    current: int | None = parent_pid(pid)
+    while current and current not in seen:
+        if current == ancestor:
+            return True
+        seen.add(current)
+        current = parent_pid(current)
+    return False
+
+
 class Watcher(threading.Thread):
     """Polls /proc; records every pg_dump/pg_restore/postgres/redis command line, and runs
-    ``action(pid)`` once, the first time a command line contains ``trigger``."""
+    ``action(pid)`` once, the first time a command line of a process this test started (a
+    descendant of this process: never another test worker's) contains ``trigger``."""
 
     def __init__(self, trigger: str | None = None, action: Callable[[int], None] | None = None):
         super().__init__(daemon=True)
@@ -48,7 +70,12 @@ class Watcher(threading.Thread):
                     )
                 ):
                     self.seen.add(line)
-                if self.trigger and not self.fired and self.trigger in line and pid != os.getpid():
+                if (
+                    self.trigger
+                    and not self.fired
+                    and self.trigger in line
+                    and descends_from(pid, os.getpid())
+                ):
                     self.fired = True
                     assert self.action is not None
                     self.action(pid)

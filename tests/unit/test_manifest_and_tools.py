@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from pathlib import Path
@@ -64,6 +65,27 @@ def test_manifest_round_trips(tmp_path):
     path = manifest.save(tmp_path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert Manifest.load(tmp_path) == manifest
+
+
+def test_manifest_keeps_the_snapshot_horizon_and_loads_one_written_before_it(tmp_path):
+    _dump(tmp_path)
+    manifest = _manifest(tmp_path)
+    manifest.postgres.snapshot_xmin = 2**32 + 745
+    manifest.save(tmp_path)
+    assert Manifest.load(tmp_path).postgres.snapshot_xmin == 2**32 + 745
+    older = json.loads((tmp_path / "manifest.json").read_text())
+    del older["postgres"]["snapshot_xmin"]  # as manifests were written before the horizon
+    assert Manifest.from_dict(older).postgres.snapshot_xmin is None
+
+
+def test_checksums_of_many_files_in_parallel_equal_one_by_one(tmp_path):
+    dump = _dump(tmp_path)
+    for i in range(40):
+        (dump / f"{4000 + i}.dat").write_bytes(os.urandom(1000 + 977 * i))
+    sums = checksum_tree(dump, tmp_path)
+    assert len(sums) == 42
+    for rel, digest in sums.items():
+        assert digest == hashlib.sha256((tmp_path / rel).read_bytes()).hexdigest()
 
 
 def test_copy_rows_counts_lines_before_the_terminator(tmp_path):

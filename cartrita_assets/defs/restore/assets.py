@@ -1,5 +1,6 @@
 """restored_db: v1's data in v2, restored from the verified backup."""
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import dagster as dg
@@ -47,17 +48,23 @@ def restored_db(
         verify_backup(folder, manifest)
         log(f"Backup {manifest.backup_id}: every file matches its sha256")
         app = v1.settings(log).postgres
-        outcome = restore_postgres(
-            v2.admin(), folder, manifest, app,
-            log=log, replace_existing=config.replace_existing_database, jobs=backups.dump_jobs,
-        )  # fmt: skip
-        redis_restored, redis_paths = 0, "v1 has no Redis"
-        if manifest.redis is not None:
-            summary = restore_redis(
-                v2.redis(), folder, log, config.redis_copy_path, manifest.redis.server_version
-            )
-            redis_restored = summary.restored
-            redis_paths = ", ".join(f"db{db}: {how}" for db, how in summary.paths.items())
+        with ThreadPoolExecutor(max_workers=1) as beside:
+            # v2's Redis is written while pg_restore runs: the two share no server
+            redis_job = None
+            if manifest.redis is not None:
+                redis_job = beside.submit(
+                    restore_redis, v2.redis(), folder, log, config.redis_copy_path,
+                    manifest.redis.server_version, sum(manifest.redis.keys_per_db.values()),
+                )  # fmt: skip
+            outcome = restore_postgres(
+                v2.admin(), folder, manifest, app,
+                log=log, replace_existing=config.replace_existing_database, jobs=backups.dump_jobs,
+            )  # fmt: skip
+            redis_restored, redis_paths = 0, "v1 has no Redis"
+            if redis_job is not None:
+                summary = redis_job.result()
+                redis_restored = summary.restored
+                redis_paths = ", ".join(f"db{db}: {how}" for db, how in summary.paths.items())
         return dg.MaterializeResult(
             metadata={
                 "backup_id": manifest.backup_id,

@@ -1,7 +1,9 @@
 """Checks that v2 holds exactly what v1 held at the backup, and that v1 has not moved on."""
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import dagster as dg
 
@@ -9,9 +11,9 @@ from cartrita_assets import redis_copy
 from cartrita_assets.backup.manifest import REDIS_NAME, Manifest
 from cartrita_assets.backup.store import BackupStore
 from cartrita_assets.cluster.v2 import V2Target
-from cartrita_assets.defs.common import current_backup, table_md
+from cartrita_assets.defs.common import current_backup, progress, table_md
 from cartrita_assets.defs.restore.assets import restored_db
-from cartrita_assets.pg import inventory
+from cartrita_assets.pg import inventory, measure
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.resources.v1 import V1Source
@@ -35,19 +37,32 @@ def _spec(name: str, description: str) -> dg.AssetCheckSpec:
             "sequences_match_v1",
             "Every sequence exists in v2 and continues at or after where v1 left it.",
         ),
+        _spec(
+            "redis_keys_match_v1",
+            "Every Redis key of the backup is in v2 with the same value and the same absolute "
+            "expiry (keys whose TTL ran out since the backup are not counted as missing).",
+        ),
     ]
 )
 def postgres_matches_v1(
     context: dg.AssetCheckExecutionContext, v2: V2Target, backups: BackupStore
 ) -> Iterator[dg.AssetCheckResult]:
-    """Measure v2 once and compare rows, hashes and sequences with the backup's manifest."""
-    _, manifest = current_backup(context, backups)
-    with connect(v2.admin(manifest.postgres.database), role="v2 PostgreSQL") as conn:
-        tables = inventory.table_states(conn, context.log.debug)
-        sequences = inventory.sequence_states(conn)
-    yield _rows_result(manifest, tables)
-    yield _hash_result(manifest, tables)
-    yield _sequence_result(manifest, sequences)
+    """Measure v2 once, one session per core, and compare rows, hashes and sequences with the
+    backup's manifest; v2's Redis is compared with the backup's keys at the same time."""
+    folder, manifest = current_backup(context, backups)
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        redis_result = beside.submit(_redis_result, folder, manifest, v2)
+        admin = v2.admin(manifest.postgres.database)
+        tables = measure.table_states(
+            admin, role="v2 PostgreSQL", jobs=backups.dump_jobs, log=progress(context),
+            label="v2 hashing",
+        )  # fmt: skip
+        with connect(admin, role="v2 PostgreSQL") as conn:
+            sequences = inventory.sequence_states(conn)
+        yield _rows_result(manifest, tables)
+        yield _hash_result(manifest, tables)
+        yield _sequence_result(manifest, sequences)
+        yield redis_result.result()
 
 
 def _rows_result(
@@ -119,22 +134,22 @@ def _sequence_result(
     )
 
 
-@dg.asset_check(asset=restored_db, blocking=True)
-def redis_keys_match_v1(
-    context: dg.AssetCheckExecutionContext, v2: V2Target, backups: BackupStore
-) -> dg.AssetCheckResult:
-    """Every Redis key of the backup is in v2 with the same value and the same absolute expiry
-    (keys whose TTL ran out since the backup are not counted as missing)."""
-    folder, manifest = current_backup(context, backups)
+def _redis_result(folder: Path, manifest: Manifest, v2: V2Target) -> dg.AssetCheckResult:
     if manifest.redis is None:
-        return dg.AssetCheckResult(passed=True, metadata={"note": "v1 has no Redis configured"})
+        return dg.AssetCheckResult(
+            check_name="redis_keys_match_v1",
+            passed=True,
+            metadata={"note": "v1 has no Redis configured"},
+        )
     settings = v2.redis()
     diff = redis_copy.compare_keyspace(
         lambda db: client_for(replace(settings, db=db)),
         redis_copy.read_backup(folder / REDIS_NAME),
     )
     return dg.AssetCheckResult(
+        check_name="redis_keys_match_v1",
         passed=diff.ok(),
+        severity=ERROR,
         metadata={
             "keys_compared": diff.compared,
             "missing": diff.missing_count,
@@ -155,18 +170,19 @@ def v1_unchanged_since_backup(
     after the snapshot and are not in v2 yet: take a new backup before cutting over."""
     _, manifest = current_backup(context, backups)
     settings = v1.settings()
-    with connect(settings.postgres, role="v1 PostgreSQL", read_only=True) as conn:
-        now = inventory.table_states(conn)
-    changed = sorted(
-        name
-        for name in set(now) | set(manifest.postgres.tables)
-        if now.get(name) != manifest.postgres.tables.get(name)
+    found = measure.v1_changes(
+        settings.postgres,
+        manifest.postgres.tables,
+        manifest.postgres.snapshot_xmin,
+        jobs=backups.dump_jobs,
+        log=progress(context),
     )
     return dg.AssetCheckResult(
-        passed=not changed,
+        passed=not found.changed,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "tables_changed_since_backup": len(changed),
-            "details": ", ".join(changed[:50]) or "v1 is unchanged",
+            "tables_changed_since_backup": len(found.changed),
+            "details": ", ".join(found.changed[:50]) or "v1 is unchanged",
+            "method": found.method,
         },
     )

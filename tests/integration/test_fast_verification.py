@@ -1,0 +1,212 @@
+"""The fast measurements on a real PostgreSQL: the parallel hash equals the single-pass one, reads
+exactly a given snapshot, and the xmin-horizon check catches every kind of write to v1 after the
+snapshot (falling back to the full hash when it cannot vouch for a table)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import psycopg
+import pytest
+
+from cartrita_assets.backup.manifest import DUMP_NAME, Manifest
+from cartrita_assets.backup.snapshot import take_backup
+from cartrita_assets.envfile import PostgresSettings, V1Settings
+from cartrita_assets.pg import inventory, measure
+from cartrita_assets.pg.connect import connect
+from cartrita_assets.pg.inventory import qualified
+from cartrita_assets.pg.tools import count_copy_rows, read_toc
+
+pytestmark = pytest.mark.integration
+
+_names = itertools.count()
+
+
+@dataclass
+class Recorded:
+    """A database and what a backup would have recorded of it at a snapshot."""
+
+    settings: PostgresSettings
+    tables: dict[str, inventory.TableState]
+    horizon: int
+
+
+@pytest.fixture
+def own_db(demo_v1) -> Iterator[PostgresSettings]:
+    """A database of this test's own on the demo v1 server: two tables with a few thousand rows
+    of every common type (text with tabs and newlines, NULLs, floats, vectors, json)."""
+    admin = demo_v1.ensure().postgres
+    name = f"fastcheck_{next(_names)}"
+    with connect(admin, role="test", dbname="postgres") as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    settings = replace(admin, dbname=name)
+    with connect(settings, role="test") as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute(
+            "CREATE TABLE items (id serial PRIMARY KEY, name text, price float8, v vector(3), "
+            "doc jsonb, at timestamptz)"
+        )
+        conn.execute(
+            "INSERT INTO items (name, price, v, doc, at) SELECT "
+            "CASE WHEN g % 7 = 0 THEN NULL ELSE 'item' || g || E'\\t\\n' END, g / 3.0, "
+            "('[' || g || ',' || (g * 0.1) || ',1e-7]')::vector, jsonb_build_object('g', g), "
+            "'2024-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 3000) g"
+        )
+        conn.execute("CREATE TABLE notes (id bigint PRIMARY KEY, body text)")
+        conn.execute(
+            "INSERT INTO notes SELECT g, repeat('x', g % 50) FROM generate_series(1, 500) g"
+        )
+        conn.execute("CREATE TABLE empty_one (id int)")
+    try:
+        yield settings
+    finally:
+        with connect(admin, role="test", dbname="postgres") as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _record(settings: PostgresSettings) -> Recorded:
+    """What v1_backup records: hashes and the xmin horizon, read in one exported snapshot."""
+    with connect(settings, role="test", read_only=True, autocommit=False) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        horizon = measure.snapshot_xmin(conn)
+        tables = measure.table_states(settings, role="test", snapshot=snapshot, jobs=2)
+        conn.rollback()
+    return Recorded(settings, tables, horizon)
+
+
+def test_parallel_hash_in_block_ranges_equals_the_single_pass(own_db, monkeypatch):
+    with connect(own_db, role="test") as conn:
+        single = inventory.table_states(conn)
+    monkeypatch.setattr(measure, "SPLIT_BLOCKS", 2)  # items (a few dozen blocks) is cut in parts
+    lines: list[str] = []
+    parallel = measure.table_states(own_db, role="test", jobs=3, log=lines.append)
+    assert parallel == single
+    assert set(parallel) == {"public.items", "public.notes", "public.empty_one"}
+    assert parallel["public.empty_one"] == inventory.TableState(0, "0")
+    assert lines and lines[-1].startswith("hashing: done, 3,500 rows")
+
+
+def test_hashing_reads_exactly_the_given_snapshot(own_db):
+    with connect(own_db, role="test", autocommit=False) as holder:
+        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        with connect(own_db, role="test") as writer:
+            writer.execute("DELETE FROM notes WHERE id <= 10")
+            writer.execute("UPDATE items SET price = price + 1 WHERE id = 5")
+        inside = measure.table_states(own_db, role="test", snapshot=snapshot, jobs=2)
+        holder.rollback()
+    now = measure.table_states(own_db, role="test", jobs=2)
+    assert inside["public.notes"].rows == 500 and now["public.notes"].rows == 490
+    assert inside["public.items"] != now["public.items"]
+
+
+def test_unchanged_v1_is_vouched_for_without_a_second_hash(own_db):
+    recorded = _record(own_db)
+    found = measure.v1_changes(own_db, recorded.tables, recorded.horizon, jobs=2)
+    assert found.changed == [] and found.method == "xmin horizon"
+    with connect(own_db, role="test") as conn:  # reads, row locks and ANALYZE write no row
+        conn.execute("SELECT * FROM items WHERE id = 1 FOR UPDATE")
+        conn.execute("ANALYZE")
+    found = measure.v1_changes(own_db, recorded.tables, recorded.horizon, jobs=2)
+    assert found.changed == [] and found.method == "xmin horizon"
+
+
+WRITES: dict[str, Callable[[psycopg.Connection], None]] = {
+    "insert": lambda c: c.execute("INSERT INTO notes VALUES (100000, 'new')"),
+    "update": lambda c: c.execute("UPDATE items SET name = 'changed' WHERE id = 42"),
+    "delete": lambda c: c.execute("DELETE FROM notes WHERE id = 7"),
+    "delete_and_insert_keep_the_count": lambda c: c.execute(
+        "WITH d AS (DELETE FROM notes WHERE id = 8) INSERT INTO notes VALUES (200000, 'other')"
+    ),
+    "truncate": lambda c: c.execute("TRUNCATE notes"),
+    "truncate_of_an_empty_table_and_a_row": lambda c: (
+        c.execute("TRUNCATE empty_one"),
+        c.execute("INSERT INTO empty_one VALUES (1)"),
+    ),
+    "add_column": lambda c: c.execute("ALTER TABLE notes ADD COLUMN extra int DEFAULT 1"),
+    "drop_column": lambda c: c.execute("ALTER TABLE items DROP COLUMN doc"),
+    "column_type": lambda c: c.execute("ALTER TABLE items ALTER COLUMN price TYPE numeric(12, 1)"),
+    "new_table": lambda c: c.execute("CREATE TABLE extra (id int)"),
+    "dropped_table": lambda c: c.execute("DROP TABLE empty_one"),
+    "renamed_table": lambda c: c.execute("ALTER TABLE empty_one RENAME TO other_one"),
+    "update_then_vacuum_freeze": lambda c: (
+        c.execute("UPDATE notes SET body = 'frozen later' WHERE id = 3"),
+        c.execute("VACUUM (FREEZE) notes"),
+    ),
+    "update_then_vacuum_full": lambda c: (
+        c.execute("UPDATE notes SET body = 'rewritten' WHERE id = 4"),
+        c.execute("VACUUM FULL notes"),
+    ),
+}
+
+
+@pytest.mark.parametrize("write", sorted(WRITES))
+def test_every_write_after_the_snapshot_is_detected(own_db, write):
+    recorded = _record(own_db)
+    with connect(own_db, role="test") as conn:
+        WRITES[write](conn)
+    found = measure.v1_changes(own_db, recorded.tables, recorded.horizon, jobs=2)
+    assert found.changed, (write, found)
+    assert found.method.startswith("full hash"), found
+
+
+def test_a_write_undone_falls_back_to_the_hash_and_finds_v1_equal(own_db):
+    recorded = _record(own_db)
+    with connect(own_db, role="test") as conn:
+        (name,) = conn.execute("SELECT name FROM items WHERE id = 9").fetchone()
+        conn.execute("UPDATE items SET name = 'temporary' WHERE id = 9")
+        conn.execute("UPDATE items SET name = %s WHERE id = 9", (name,))
+    found = measure.v1_changes(own_db, recorded.tables, recorded.horizon, jobs=2)
+    assert found.changed == []
+    assert found.method == "full hash (public.items has 1 row(s) written since the snapshot)"
+
+
+def test_a_manifest_without_a_horizon_is_checked_by_the_full_hash(own_db):
+    recorded = _record(own_db)
+    found = measure.v1_changes(own_db, recorded.tables, None, jobs=2)
+    assert found.changed == []
+    assert found.method == "full hash (the manifest records no snapshot horizon)"
+    with connect(own_db, role="test") as conn:
+        conn.execute("UPDATE notes SET body = 'changed' WHERE id = 1")
+    assert measure.v1_changes(own_db, recorded.tables, None, jobs=2).changed == ["public.notes"]
+
+
+def test_a_horizon_from_an_older_xid_epoch_never_vouches(own_db):
+    recorded = _record(own_db)
+    # 2^32 transactions earlier: the same 32-bit xid, a different epoch
+    found = measure.v1_changes(own_db, recorded.tables, recorded.horizon - 2**32, jobs=2)
+    assert found.method.startswith("full hash (the snapshot is too many transactions old")
+
+
+def test_backup_inside_a_given_snapshot_dumps_and_hashes_that_snapshot(own_db, tmp_path):
+    """A snapshot exported elsewhere (as a replication slot exports one) is what both pg_dump
+    and the hash read; writes after it are in neither, and the horizon is the snapshot's."""
+    v1 = V1Settings(source="test", postgres=own_db, redis=None, other_keys={})
+    root = tmp_path / "backups"
+    with connect(own_db, role="test", autocommit=False) as holder:
+        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        snapshot = holder.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        horizon = measure.snapshot_xmin(holder)
+        with connect(own_db, role="test") as writer:
+            writer.execute("DELETE FROM notes WHERE id <= 20")
+        folder, manifest = take_backup(
+            v1, root, source={"note": "test"}, log=lambda _m: None, snapshot=snapshot
+        )
+        holder.rollback()
+    assert manifest.postgres.snapshot == snapshot
+    assert manifest.postgres.snapshot_xmin == horizon
+    assert manifest.postgres.tables["public.notes"].rows == 500
+    data = {
+        qualified(e.schema, e.name): folder / DUMP_NAME / f"{e.dump_id}.dat"
+        for e in read_toc(folder / DUMP_NAME)
+        if e.kind == "TABLE DATA"
+    }
+    assert count_copy_rows(data["public.notes"]) == 500
+    assert Manifest.load(folder) == manifest
+    # the delete came after the snapshot: the horizon check sees it
+    found = measure.v1_changes(own_db, manifest.postgres.tables, horizon, jobs=2)
+    assert found.changed == ["public.notes"]
