@@ -20,6 +20,9 @@ from cartrita_assets.defs.rollback import assets as rollback_assets
 from cartrita_assets.defs.rollback import checks as rollback_checks
 from cartrita_assets.defs.schema import assets as schema_assets
 from cartrita_assets.defs.schema import checks as schema_checks
+from cartrita_assets.defs.v2_operations import assets as v2_operations_assets
+from cartrita_assets.defs.v2_operations import checks as v2_operations_checks
+from cartrita_assets.defs.v2_operations.schedules import v2_backup_schedule
 from cartrita_assets.defs.vectors import assets as vector_assets
 from cartrita_assets.defs.vectors import checks as vector_checks
 from cartrita_assets.defs.vectors.sensors import index_volume_sensor, stale_embeddings_sensor
@@ -34,6 +37,7 @@ ASSET_MODULES = [
     vector_assets,
     report_assets,
     rollback_assets,
+    v2_operations_assets,
 ]
 CHECK_MODULES = [
     backup_checks,
@@ -44,6 +48,7 @@ CHECK_MODULES = [
     vector_checks,
     report_checks,
     rollback_checks,
+    v2_operations_checks,
 ]
 # Day-to-day operation of v2, each beside the phase it keeps healthy.
 SENSORS = [
@@ -52,7 +57,7 @@ SENSORS = [
     check_failure_alert_sensor,
     run_failure_alert_sensor,
 ]
-SCHEDULES = [v2_health_checks_schedule]
+SCHEDULES = [v2_health_checks_schedule, v2_backup_schedule]
 
 
 def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:

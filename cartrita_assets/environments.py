@@ -16,6 +16,7 @@ import dagster as dg
 from dagster._utils.schedules import is_valid_cron_string
 
 from cartrita_assets.backup.store import BackupStore
+from cartrita_assets.backup.v2_store import V2BackupStore
 from cartrita_assets.cluster.k8s.manifests import DEFAULT_NAMESPACE
 from cartrita_assets.cluster.k8s_target import KubernetesV2Target
 from cartrita_assets.cluster.v2 import LocalV2Target
@@ -32,6 +33,8 @@ TRUE = {"1", "true", "yes", "on"}
 CRON_ENV = "CARTRITA_HEALTH_CHECK_CRON"
 DEFAULT_CRON = "0 * * * *"
 ALERT_WEBHOOK_ENV = "CARTRITA_ALERT_WEBHOOK_URL"
+V2_BACKUP_CRON_ENV = "CARTRITA_V2_BACKUP_CRON"
+DEFAULT_V2_BACKUP_CRON = "0 3 * * *"
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
@@ -96,13 +99,34 @@ def health_check_cron() -> str:
     Raises:
         CartritaError: naming the variable when the value is not a cron expression.
     """
-    cron = setting(CRON_ENV, DEFAULT_CRON)
+    return _cron(CRON_ENV, DEFAULT_CRON, "hourly")
+
+
+def v2_backup_cron() -> str:
+    """``$CARTRITA_V2_BACKUP_CRON`` (default daily at 03:00 UTC, ``0 3 * * *``), validated."""
+    return _cron(V2_BACKUP_CRON_ENV, DEFAULT_V2_BACKUP_CRON, "daily")
+
+
+def _cron(name: str, default: str, meaning: str) -> str:
+    cron = setting(name, default)
     if not is_valid_cron_string(cron):
         raise CartritaError(
-            f"{CRON_ENV}={cron!r} is not a valid cron expression (five fields, e.g. "
-            f"{DEFAULT_CRON!r} for hourly). Fix or unset {CRON_ENV}."
+            f"{name}={cron!r} is not a valid cron expression (five fields, e.g. "
+            f"{default!r} for {meaning}). Fix or unset {name}."
         )
     return cron
+
+
+def v2_backup_store(state: Path) -> V2BackupStore:
+    """Where v2's backups go (``CARTRITA_V2_BACKUP_DIR``, default ``<state>/v2-backups``; in the
+    kubernetes environment a volume mounted in the run's pod) and how many are kept
+    (``CARTRITA_V2_BACKUP_KEEP``, default 7; ``CARTRITA_V2_BACKUP_MAX_AGE_DAYS``, default 30, 0
+    for no age limit)."""
+    return V2BackupStore(
+        root=setting("CARTRITA_V2_BACKUP_DIR", str(state / "v2-backups")),
+        keep=int_setting("CARTRITA_V2_BACKUP_KEEP", 7, minimum=1),
+        max_age_days=int_setting("CARTRITA_V2_BACKUP_MAX_AGE_DAYS", 30),
+    )
 
 
 def reports_dir() -> str:
@@ -138,6 +162,7 @@ def build_resources(env: str | None = None, state: Path | None = None) -> dict[s
             root=os.environ.get("CARTRITA_BACKUP_DIR") or str(state / "backups")
         ),
         "migration_lock": MigrationLock(path=str(state / "locks" / "migration.lock")),
+        "v2_backups": v2_backup_store(state),
         "embedder": embedder_from_env(state),
         "reports": ReportStore(root=reports_dir()),
     }
@@ -189,6 +214,7 @@ def _kubernetes_resources(state: Path) -> dict[str, Any]:
         "migration_lock": MigrationLock(
             path=str(state / "locks" / "migration.lock"), across_processes=True
         ),
+        "v2_backups": v2_backup_store(state),
         "embedder": embedder_from_env(state),
         "reports": ReportStore(root=reports_dir()),
     }

@@ -65,4 +65,21 @@ v2_health_checks_job = dg.define_asset_job(
     tags={"cartrita/kind": "health-checks"},
 )
 
-JOBS = [forward_migration_job, rollback_job, reindex_embeddings_job, v2_health_checks_job]
+v2_backup_job = dg.define_asset_job(
+    "v2_backup_job",
+    selection=dg.AssetSelection.assets("v2_backup"),
+    description=(
+        "v2_backup with its checks: a snapshot backup of v2's serving database and Redis, its "
+        "restore test in a scratch database, then retention (older backups removed only after "
+        "the new one verified). Run daily by v2_backup_schedule."
+    ),
+    tags={"cartrita/kind": "v2-backup"},
+)
+
+JOBS = [
+    forward_migration_job,
+    rollback_job,
+    reindex_embeddings_job,
+    v2_health_checks_job,
+    v2_backup_job,
+]

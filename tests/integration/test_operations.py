@@ -15,6 +15,7 @@ from support.runs import check_results, materialized
 from support.servers import SessionV2
 
 from cartrita_assets.backup.store import BackupStore
+from cartrita_assets.backup.v2_store import V2BackupStore
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.definitions import JOBS, SCHEDULES, SENSORS, build_definitions
 from cartrita_assets.defs.report.alerts import (
@@ -64,6 +65,7 @@ def ops_resources(v2: LocalV2Target, test_dir: Path, base_dir: Path) -> dict:
         "v2": v2,
         "backups": BackupStore(root=str(test_dir / "backups")),
         "migration_lock": MigrationLock(path=str(test_dir / "migration.lock")),
+        "v2_backups": V2BackupStore(root=str(test_dir / "v2-backups")),
         "embedder": EmbedderResource(cache_path=str(base_dir / "embedding-cache.sqlite")),
     }
 
