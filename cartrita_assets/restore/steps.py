@@ -83,6 +83,7 @@ def restore_postgres(
     replace_existing: bool = False,
     jobs: int = 2,
     label: str = "v2 PostgreSQL",
+    again: bool = False,
 ) -> RestoreOutcome:
     """Restore the backup's database into v2 as ``manifest.postgres.database``.
 
@@ -97,6 +98,8 @@ def restore_postgres(
             changed since its restore.
         jobs: parallel pg_restore workers.
         label: what the target is to the user, for messages ("v1 PostgreSQL" in a rollback).
+        again: restore even when the database was restored from this very backup (it may have
+            been written to since); with ``replace_existing`` only.
     """
     target = manifest.postgres.database
     started = time.monotonic()
@@ -104,7 +107,7 @@ def restore_postgres(
     with connect(admin, role=label, dbname="postgres") as conn:
         check_target(conn, manifest)
         existing = _marker(conn, target)
-        if existing == manifest.backup_id:
+        if existing == manifest.backup_id and not (again and replace_existing):
             log(f"v2 database {target} was already restored from {manifest.backup_id}")
             return RestoreOutcome(target, "already restored")
         if existing is not _ABSENT:
