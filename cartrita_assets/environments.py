@@ -27,6 +27,7 @@ from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.reports import ReportStore
 from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.vectors.indexing import EXACT_BELOW, HNSW_MAX_BYTES
+from cartrita_assets.vectors.invalidation import DEFAULT_PATTERNS, KeyPattern, parse_rule
 
 ENVIRONMENTS = ("local", "kubernetes")
 TRUE = {"1", "true", "yes", "on"}
@@ -127,6 +128,16 @@ def v2_backup_store(state: Path) -> V2BackupStore:
         keep=int_setting("CARTRITA_V2_BACKUP_KEEP", 7, minimum=1),
         max_age_days=int_setting("CARTRITA_V2_BACKUP_MAX_AGE_DAYS", 30),
     )
+
+
+def cache_key_patterns() -> dict[str, tuple[KeyPattern, ...]]:
+    """``$CARTRITA_CACHE_KEY_PATTERNS``: the application's Redis keys derived from each embedding
+    source's rows (default ``conversations=cache:conversation:{id}``; ``none``: no invalidation).
+
+    Raises:
+        CacheRuleError: naming the part of the value that is wrong.
+    """
+    return parse_rule(setting("CARTRITA_CACHE_KEY_PATTERNS", DEFAULT_PATTERNS))
 
 
 def reports_dir() -> str:
