@@ -7,6 +7,7 @@ the demo. ``kubernetes``: v2 lives in the cluster and a missing v1 ``.env`` is a
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -37,6 +38,7 @@ ALERT_WEBHOOK_ENV = "CARTRITA_ALERT_WEBHOOK_URL"
 V2_BACKUP_CRON_ENV = "CARTRITA_V2_BACKUP_CRON"
 DEFAULT_V2_BACKUP_CRON = "0 3 * * *"
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
 
 def current_environment() -> str:
@@ -128,6 +130,38 @@ def v2_backup_store(state: Path) -> V2BackupStore:
         keep=int_setting("CARTRITA_V2_BACKUP_KEEP", 7, minimum=1),
         max_age_days=int_setting("CARTRITA_V2_BACKUP_MAX_AGE_DAYS", 30),
     )
+
+
+def v2_backup_run_tags() -> dict[str, str]:
+    """Tags of v2_backup_job's runs. With ``CARTRITA_V2_BACKUP_PVC`` set (kubernetes: runs are
+    pods of the K8sRunLauncher), the run's pod mounts that PersistentVolumeClaim at
+    ``CARTRITA_V2_BACKUP_DIR``, so the backups outlive the pod.
+
+    Raises:
+        CartritaError: naming the variable when the claim name or the folder is not usable.
+    """
+    claim = setting("CARTRITA_V2_BACKUP_PVC")
+    if not claim:
+        return {}
+    if not _DNS_SUBDOMAIN.fullmatch(claim):
+        raise CartritaError(
+            f"CARTRITA_V2_BACKUP_PVC={claim!r} is not a PersistentVolumeClaim name: use lowercase "
+            "letters, digits, '-' and '.', starting and ending with a letter or digit."
+        )
+    folder = setting("CARTRITA_V2_BACKUP_DIR")
+    if not folder.startswith("/"):
+        raise CartritaError(
+            "CARTRITA_V2_BACKUP_PVC is set, so set CARTRITA_V2_BACKUP_DIR to the absolute path "
+            "the claim is mounted at in the run's pod (e.g. /var/lib/cartrita/v2-backups)."
+        )
+    volume = "cartrita-v2-backups"
+    config = {
+        "container_config": {"volume_mounts": [{"name": volume, "mount_path": folder}]},
+        "pod_spec_config": {
+            "volumes": [{"name": volume, "persistent_volume_claim": {"claim_name": claim}}]
+        },
+    }
+    return {"dagster-k8s/config": json.dumps(config, sort_keys=True)}
 
 
 def cache_key_patterns() -> dict[str, tuple[KeyPattern, ...]]:

@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from cartrita_assets.environments import v2_backup_run_tags
+
 FORWARD_ASSETS = [
     "v1_backup",
     "k8s_secrets",
@@ -73,7 +75,8 @@ v2_backup_job = dg.define_asset_job(
         "restore test in a scratch database, then retention (older backups removed only after "
         "the new one verified). Run daily by v2_backup_schedule."
     ),
-    tags={"cartrita/kind": "v2-backup"},
+    # in a cluster the run's pod can mount a volume for the backups (CARTRITA_V2_BACKUP_PVC)
+    tags={"cartrita/kind": "v2-backup", **v2_backup_run_tags()},
 )
 
 JOBS = [

@@ -68,3 +68,33 @@ def test_settings_are_read_and_refused_by_name(monkeypatch, tmp_path):
     monkeypatch.setenv("CARTRITA_V2_BACKUP_CRON", "daily")
     with pytest.raises(CartritaError, match="CARTRITA_V2_BACKUP_CRON='daily' is not a valid cron"):
         v2_backup_cron()
+
+
+def test_the_run_pod_mounts_the_backup_claim_as_dagster_k8s_reads_it(monkeypatch):
+    import json
+
+    import kubernetes
+    from dagster_k8s.job import get_user_defined_k8s_config
+    from dagster_k8s.models import k8s_model_from_dict
+
+    from cartrita_assets.environments import v2_backup_run_tags
+
+    monkeypatch.delenv("CARTRITA_V2_BACKUP_PVC", raising=False)
+    assert v2_backup_run_tags() == {}
+    monkeypatch.setenv("CARTRITA_V2_BACKUP_PVC", "cartrita-v2-backups")
+    monkeypatch.setenv("CARTRITA_V2_BACKUP_DIR", "relative/dir")
+    with pytest.raises(CartritaError, match="absolute path the claim is mounted at"):
+        v2_backup_run_tags()
+    monkeypatch.setenv("CARTRITA_V2_BACKUP_DIR", "/var/lib/cartrita/v2-backups")
+    tags = v2_backup_run_tags()
+    config = get_user_defined_k8s_config(tags)  # what the K8sRunLauncher reads from the run
+    (mount,) = config.container_config["volume_mounts"]
+    (volume,) = config.pod_spec_config["volumes"]
+    mount = k8s_model_from_dict(kubernetes.client.V1VolumeMount, mount)
+    volume = k8s_model_from_dict(kubernetes.client.V1Volume, volume)
+    assert mount.mount_path == "/var/lib/cartrita/v2-backups" and mount.name == volume.name
+    assert volume.persistent_volume_claim.claim_name == "cartrita-v2-backups"
+    assert json.loads(tags["dagster-k8s/config"])  # a plain JSON tag
+    monkeypatch.setenv("CARTRITA_V2_BACKUP_PVC", "Bad_Name")
+    with pytest.raises(CartritaError, match="CARTRITA_V2_BACKUP_PVC='Bad_Name' is not a"):
+        v2_backup_run_tags()
