@@ -25,6 +25,7 @@ from pathlib import Path
 import dagster as dg
 
 from cartrita_assets.backup.store import BackupStore
+from cartrita_assets.backup.v2_store import V2BackupStore
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.definitions import build_definitions
 from cartrita_assets.defs.jobs import FORWARD_ASSETS
@@ -122,6 +123,7 @@ def main() -> None:
         "v2": v2,
         "backups": BackupStore(root=str(work / "backups")),
         "migration_lock": MigrationLock(path=str(work / "lock")),
+        "v2_backups": V2BackupStore(root=str(work / "v2-backups")),
         "embedder": EmbedderResource(),
         "reports": ReportStore(root=str(work / "reports")),
     }  # fmt: skip

@@ -17,7 +17,9 @@ for:
 * keyword-only: ``hybrid_search(text, q, 0, 1, -1, n)`` (the keyword side alone);
 * vector-only: ``similarity_search(q, -1, n)``;
 * hybrid: ``hybrid_search(text, q, 0.7, 0.3, -1, n)`` (the guide's weights);
-* RRF: ``hybrid_search_rrf(text, q, n, 60)``.
+* RRF: ``hybrid_search_rrf(text, q, n, 60)``;
+* every retrieval preset by name: ``hybrid_search(text, q, preset => 'balanced')`` and the
+  others in ``search_presets`` (the numbers the shipped presets' descriptions quote).
 
 nDCG@10 comes from the top-10 call, recall@100 from a top-100 call. ``--sweep`` adds
 hybrid_search at other weights, larger candidate pools (a pool is 4 x match_count: the top 10 of
@@ -76,6 +78,11 @@ MODES = {
     "%(k)s, NULL, %(model)s)",
 }
 GUIDE = {"vw": 0.7, "kw": 0.3, "k": 60}
+# every retrieval preset (migration 0011) by name, as the application calls it
+PRESET = (
+    "SELECT source_id FROM public.hybrid_search(%(text)s, %(q)s, preset => %(preset)s, "
+    "match_count => %(n)s, model_filter => %(model)s)"
+)
 
 
 def _sibling(name: str) -> ModuleType:
@@ -203,7 +210,9 @@ def evaluate(
     **knobs: float,
 ) -> Scores:
     """One mode over every query: nDCG@10 of a top-``top`` call (timed), recall@100."""
-    statement = MODES[mode]
+    statement = PRESET if mode.startswith("preset ") else MODES[mode]
+    if mode.startswith("preset "):
+        knobs = {**knobs, "preset": mode.removeprefix("preset ")}
     ndcg, rec, times = [], [], []
     for qid, text in c.queries.items():
         params = {**GUIDE, **knobs, "text": text, "q": qvecs[qid], "model": model}
@@ -291,7 +300,8 @@ def run(
         with connect(settings, role="bench") as conn:  # the database's defaults
             register_vector(conn)
             results: dict[str, Scores] = {}
-            for mode in MODES:
+            presets = [r[0] for r in conn.execute("SELECT name FROM search_presets ORDER BY 1")]
+            for mode in [*MODES, *(f"preset {name}" for name in presets)]:
                 results[mode] = evaluate(conn, collection, qvecs, mode, model)
                 log(results[mode].row(mode))
             if do_sweep:

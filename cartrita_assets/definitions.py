@@ -22,6 +22,9 @@ from cartrita_assets.defs.schema import assets as schema_assets
 from cartrita_assets.defs.schema import checks as schema_checks
 from cartrita_assets.defs.serving import assets as serving_assets
 from cartrita_assets.defs.serving import checks as serving_checks
+from cartrita_assets.defs.v2_operations import assets as v2_operations_assets
+from cartrita_assets.defs.v2_operations import checks as v2_operations_checks
+from cartrita_assets.defs.v2_operations.schedules import v2_backup_schedule
 from cartrita_assets.defs.vectors import assets as vector_assets
 from cartrita_assets.defs.vectors import checks as vector_checks
 from cartrita_assets.defs.vectors.sensors import index_volume_sensor, stale_embeddings_sensor
@@ -37,6 +40,7 @@ ASSET_MODULES = [
     report_assets,
     rollback_assets,
     serving_assets,
+    v2_operations_assets,
 ]
 CHECK_MODULES = [
     backup_checks,
@@ -48,6 +52,7 @@ CHECK_MODULES = [
     report_checks,
     rollback_checks,
     serving_checks,
+    v2_operations_checks,
 ]
 # Day-to-day operation of v2, each beside the phase it keeps healthy.
 SENSORS = [
@@ -56,7 +61,7 @@ SENSORS = [
     check_failure_alert_sensor,
     run_failure_alert_sensor,
 ]
-SCHEDULES = [v2_health_checks_schedule]
+SCHEDULES = [v2_health_checks_schedule, v2_backup_schedule]
 
 
 def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:

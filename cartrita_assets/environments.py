@@ -7,6 +7,7 @@ the demo. ``kubernetes``: v2 lives in the cluster and a missing v1 ``.env`` is a
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ import dagster as dg
 from dagster._utils.schedules import is_valid_cron_string
 
 from cartrita_assets.backup.store import BackupStore
+from cartrita_assets.backup.v2_store import V2BackupStore
 from cartrita_assets.cluster.k8s.manifests import DEFAULT_NAMESPACE
 from cartrita_assets.cluster.k8s_target import KubernetesV2Target
 from cartrita_assets.cluster.v2 import LocalV2Target
@@ -26,13 +28,17 @@ from cartrita_assets.resources.reports import ReportStore
 from cartrita_assets.resources.serving import ServingResource
 from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.vectors.indexing import EXACT_BELOW, HNSW_MAX_BYTES
+from cartrita_assets.vectors.invalidation import DEFAULT_PATTERNS, KeyPattern, parse_rule
 
 ENVIRONMENTS = ("local", "kubernetes")
 TRUE = {"1", "true", "yes", "on"}
 CRON_ENV = "CARTRITA_HEALTH_CHECK_CRON"
 DEFAULT_CRON = "0 * * * *"
 ALERT_WEBHOOK_ENV = "CARTRITA_ALERT_WEBHOOK_URL"
+V2_BACKUP_CRON_ENV = "CARTRITA_V2_BACKUP_CRON"
+DEFAULT_V2_BACKUP_CRON = "0 3 * * *"
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
 
 def current_environment() -> str:
@@ -103,13 +109,76 @@ def health_check_cron() -> str:
     Raises:
         CartritaError: naming the variable when the value is not a cron expression.
     """
-    cron = setting(CRON_ENV, DEFAULT_CRON)
+    return _cron(CRON_ENV, DEFAULT_CRON, "hourly")
+
+
+def v2_backup_cron() -> str:
+    """``$CARTRITA_V2_BACKUP_CRON`` (default daily at 03:00 UTC, ``0 3 * * *``), validated."""
+    return _cron(V2_BACKUP_CRON_ENV, DEFAULT_V2_BACKUP_CRON, "daily")
+
+
+def _cron(name: str, default: str, meaning: str) -> str:
+    cron = setting(name, default)
     if not is_valid_cron_string(cron):
         raise CartritaError(
-            f"{CRON_ENV}={cron!r} is not a valid cron expression (five fields, e.g. "
-            f"{DEFAULT_CRON!r} for hourly). Fix or unset {CRON_ENV}."
+            f"{name}={cron!r} is not a valid cron expression (five fields, e.g. "
+            f"{default!r} for {meaning}). Fix or unset {name}."
         )
     return cron
+
+
+def v2_backup_store(state: Path) -> V2BackupStore:
+    """Where v2's backups go (``CARTRITA_V2_BACKUP_DIR``, default ``<state>/v2-backups``; in the
+    kubernetes environment a volume mounted in the run's pod) and how many are kept
+    (``CARTRITA_V2_BACKUP_KEEP``, default 7; ``CARTRITA_V2_BACKUP_MAX_AGE_DAYS``, default 30, 0
+    for no age limit)."""
+    return V2BackupStore(
+        root=setting("CARTRITA_V2_BACKUP_DIR", str(state / "v2-backups")),
+        keep=int_setting("CARTRITA_V2_BACKUP_KEEP", 7, minimum=1),
+        max_age_days=int_setting("CARTRITA_V2_BACKUP_MAX_AGE_DAYS", 30),
+    )
+
+
+def v2_backup_run_tags() -> dict[str, str]:
+    """Tags of v2_backup_job's runs. With ``CARTRITA_V2_BACKUP_PVC`` set (kubernetes: runs are
+    pods of the K8sRunLauncher), the run's pod mounts that PersistentVolumeClaim at
+    ``CARTRITA_V2_BACKUP_DIR``, so the backups outlive the pod.
+
+    Raises:
+        CartritaError: naming the variable when the claim name or the folder is not usable.
+    """
+    claim = setting("CARTRITA_V2_BACKUP_PVC")
+    if not claim:
+        return {}
+    if not _DNS_SUBDOMAIN.fullmatch(claim):
+        raise CartritaError(
+            f"CARTRITA_V2_BACKUP_PVC={claim!r} is not a PersistentVolumeClaim name: use lowercase "
+            "letters, digits, '-' and '.', starting and ending with a letter or digit."
+        )
+    folder = setting("CARTRITA_V2_BACKUP_DIR")
+    if not folder.startswith("/"):
+        raise CartritaError(
+            "CARTRITA_V2_BACKUP_PVC is set, so set CARTRITA_V2_BACKUP_DIR to the absolute path "
+            "the claim is mounted at in the run's pod (e.g. /var/lib/cartrita/v2-backups)."
+        )
+    volume = "cartrita-v2-backups"
+    config = {
+        "container_config": {"volume_mounts": [{"name": volume, "mount_path": folder}]},
+        "pod_spec_config": {
+            "volumes": [{"name": volume, "persistent_volume_claim": {"claim_name": claim}}]
+        },
+    }
+    return {"dagster-k8s/config": json.dumps(config, sort_keys=True)}
+
+
+def cache_key_patterns() -> dict[str, tuple[KeyPattern, ...]]:
+    """``$CARTRITA_CACHE_KEY_PATTERNS``: the application's Redis keys derived from each embedding
+    source's rows (default ``conversations=cache:conversation:{id}``; ``none``: no invalidation).
+
+    Raises:
+        CacheRuleError: naming the part of the value that is wrong.
+    """
+    return parse_rule(setting("CARTRITA_CACHE_KEY_PATTERNS", DEFAULT_PATTERNS))
 
 
 def reports_dir() -> str:
@@ -145,6 +214,7 @@ def build_resources(env: str | None = None, state: Path | None = None) -> dict[s
             root=os.environ.get("CARTRITA_BACKUP_DIR") or str(state / "backups")
         ),
         "migration_lock": MigrationLock(path=str(state / "locks" / "migration.lock")),
+        "v2_backups": v2_backup_store(state),
         "embedder": embedder_from_env(state),
         "reports": ReportStore(root=reports_dir()),
         "serving": serving_from_env(),
@@ -207,6 +277,7 @@ def _kubernetes_resources(state: Path) -> dict[str, Any]:
         "migration_lock": MigrationLock(
             path=str(state / "locks" / "migration.lock"), across_processes=True
         ),
+        "v2_backups": v2_backup_store(state),
         "embedder": embedder_from_env(state),
         "reports": ReportStore(root=reports_dir()),
         "serving": serving_from_env(),

@@ -24,7 +24,7 @@ def test_every_job_schedule_and_sensor_resolves():
     defs = build_definitions()
     jobs = {job.name for job in defs.resolve_all_job_defs()}
     assert {"forward_migration_job", "rollback_job", "reindex_embeddings_job",
-            "v2_health_checks_job"} <= jobs  # fmt: skip
+            "v2_health_checks_job", "v2_backup_job"} <= jobs  # fmt: skip
     for schedule in defs.schedules or []:
         defs.resolve_schedule_def(schedule.name)
     for sensor in defs.sensors or []:
@@ -42,7 +42,14 @@ def test_assets_and_checks_are_described_grouped_and_owned():
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and len(node.description) > 30, key
-        assert node.group_name in {"v1", "v2", "vectors", "rollback", "v2_serving"}, key
+        assert node.group_name in {
+            "v1",
+            "v2",
+            "vectors",
+            "rollback",
+            "v2_operations",
+            "v2_serving",
+        }, key
         assert node.owners == ["team:data-platform"], key
         assert node.kinds, key
     for check_key in graph.asset_check_keys:
@@ -58,8 +65,8 @@ def test_import_connects_to_nothing():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    # + v1_reinstated, v2_pooler, v2_read_replica
-    assert int(out.stdout.strip()) == len(DESIGN_CARD_ASSETS) + 3
+    # + v1_reinstated, v2_backup, v2_pooler, v2_read_replica
+    assert int(out.stdout.strip()) == len(DESIGN_CARD_ASSETS) + 4
 
 
 def test_dagster_definitions_validate():
@@ -82,3 +89,12 @@ def test_serving_jobs_select_only_their_asset():
     for job, asset in (("v2_pooler_job", "v2_pooler"), ("v2_read_replica_job", "v2_read_replica")):
         keys = defs.resolve_job_def(job).asset_layer.selected_asset_keys
         assert {key.to_user_string() for key in keys} == {asset}
+
+
+def test_v2_backup_job_selects_only_the_v2_backup():
+    defs = build_definitions()
+    job = defs.resolve_job_def("v2_backup_job")
+    keys = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert keys == {"v2_backup"}
+    schedule = defs.resolve_schedule_def("v2_backup_schedule")
+    assert schedule.job_name == "v2_backup_job" and schedule.cron_schedule == "0 3 * * *"

@@ -1,1 +1,2 @@
-"""The backup phase: a consistent snapshot of v1, its manifest, and the store that keeps them."""
+"""The backup phase: a consistent snapshot of v1 (and, once v2 serves, of v2), its manifest, and
+the stores that keep them."""

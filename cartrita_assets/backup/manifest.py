@@ -22,7 +22,7 @@ REDIS_NAME = "redis.jsonl"
 
 @dataclass
 class PostgresPart:
-    """What the v1 PostgreSQL database held at the snapshot."""
+    """What the backed-up PostgreSQL database (v1's, or v2's) held at the snapshot."""
 
     server_version: str
     major: int
@@ -44,7 +44,7 @@ class PostgresPart:
 
 @dataclass
 class RedisPart:
-    """What the v1 Redis held when it was read."""
+    """What the backed-up Redis (v1's, or v2's) held when it was read."""
 
     server_version: str
     keys_per_db: dict[int, int]

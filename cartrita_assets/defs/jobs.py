@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from cartrita_assets.environments import v2_backup_run_tags
+
 FORWARD_ASSETS = [
     "v1_backup",
     "k8s_secrets",
@@ -65,8 +67,6 @@ v2_health_checks_job = dg.define_asset_job(
     tags={"cartrita/kind": "health-checks"},
 )
 
-JOBS = [forward_migration_job, rollback_job, reindex_embeddings_job, v2_health_checks_job]
-
 v2_pooler_job = dg.define_asset_job(
     "v2_pooler_job",
     selection=dg.AssetSelection.assets("v2_pooler"),
@@ -88,4 +88,25 @@ v2_read_replica_job = dg.define_asset_job(
     tags={"cartrita/kind": "serving"},
 )
 
-JOBS += [v2_pooler_job, v2_read_replica_job]
+
+v2_backup_job = dg.define_asset_job(
+    "v2_backup_job",
+    selection=dg.AssetSelection.assets("v2_backup"),
+    description=(
+        "v2_backup with its checks: a snapshot backup of v2's serving database and Redis, its "
+        "restore test in a scratch database, then retention (older backups removed only after "
+        "the new one verified). Run daily by v2_backup_schedule."
+    ),
+    # in a cluster the run's pod can mount a volume for the backups (CARTRITA_V2_BACKUP_PVC)
+    tags={"cartrita/kind": "v2-backup", **v2_backup_run_tags()},
+)
+
+JOBS = [
+    forward_migration_job,
+    rollback_job,
+    reindex_embeddings_job,
+    v2_health_checks_job,
+    v2_backup_job,
+    v2_pooler_job,
+    v2_read_replica_job,
+]

@@ -150,7 +150,7 @@ def _read_value(
             raise
         raise PreflightError(
             f"Redis key {key_label(db, key)} changed type while it was read: something still "
-            "writes to the source. Stop v1's writers and rerun."
+            "writes to the Redis being read. Stop its writers (the application) and rerun."
         ) from None
 
 

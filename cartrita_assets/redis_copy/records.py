@@ -145,5 +145,6 @@ def _unsupported_type(db: int, key: bytes, type_name: str) -> PreflightError:
     return PreflightError(
         f"Redis key {key_label(db, key)} has type {type_name!r}, which is not supported: only "
         f"{', '.join(SUPPORTED_TYPES)} keys can be copied (module types such as ReJSON-RL are "
-        "not). Export that key with its module's own tools and delete it from v1, then rerun."
+        "not). Export that key with its module's own tools and delete it from the Redis being "
+        "read (v1 before a migration, v2 for its backups), then rerun."
     )

@@ -47,15 +47,16 @@ class RestoreOutcome:
     redis_expired_before_restore: int = 0
 
 
-def verify_backup(folder: Path, manifest: Manifest) -> None:
-    """Refuse a backup whose files differ from the sha256 sums in its manifest."""
+def verify_backup(folder: Path, manifest: Manifest, asset: str = "v1_backup") -> None:
+    """Refuse a backup whose files differ from the sha256 sums in its manifest (``asset``: the
+    asset that takes a new one, named in the message)."""
     problems = verify_files(folder, manifest)
     if problems:
         listed = "; ".join(problems[:10])
         raise BackupIntegrityError(
             f"Backup {folder} does not match its manifest ({len(problems)} problem(s): {listed}). "
             "It was changed or damaged after it was taken; nothing was restored. Take a new "
-            "backup by materializing v1_backup."
+            f"backup by materializing {asset}."
         )
 
 
@@ -81,12 +82,13 @@ def restore_postgres(
     admin: PostgresSettings,
     folder: Path,
     manifest: Manifest,
-    app: PostgresSettings,
+    app: PostgresSettings | None,
     *,
     log: Log,
     replace_existing: bool = False,
     jobs: int | None = None,
     label: str = "v2 PostgreSQL",
+    again: bool = False,
 ) -> RestoreOutcome:
     """Restore the backup's database into v2 as ``manifest.postgres.database``.
 
@@ -94,12 +96,15 @@ def restore_postgres(
         admin: a v2 superuser connection (the restore creates roles and extensions).
         folder: the backup folder; its files must already be verified.
         manifest: the backup's manifest.
-        app: v1's application credentials; the role is recreated in v2 with the same password.
+        app: v1's application credentials; the role is recreated in v2 with the same password
+            (None: roles are created without a password, existing ones kept as they are).
         log: progress lines.
         replace_existing: replace a v2 database that was not restored by this project, or that
             changed since its restore.
         jobs: parallel pg_restore workers and ANALYZE sessions (default: the core count).
         label: what the target is to the user, for messages ("v1 PostgreSQL" in a rollback).
+        again: restore even when the database was restored from this very backup (it may have
+            been written to since); with ``replace_existing`` only.
     """
     target = manifest.postgres.database
     jobs = jobs or default_jobs()
@@ -108,7 +113,7 @@ def restore_postgres(
     with connect(admin, role=label, dbname="postgres") as conn:
         check_target(conn, manifest)
         existing = _marker(conn, target)
-        if existing == manifest.backup_id:
+        if existing == manifest.backup_id and not (again and replace_existing):
             log(f"v2 database {target} was already restored from {manifest.backup_id}")
             return RestoreOutcome(target, "already restored")
         if existing is not _ABSENT:
@@ -205,7 +210,7 @@ def _holds_nothing(admin: PostgresSettings, target: str) -> bool:
 
 
 def _ensure_roles(
-    conn: psycopg.Connection, manifest: Manifest, app: PostgresSettings
+    conn: psycopg.Connection, manifest: Manifest, app: PostgresSettings | None
 ) -> dict[str, str]:
     admin_user = conn.info.user
     done: dict[str, str] = {}
@@ -213,7 +218,7 @@ def _ensure_roles(
         if name == admin_user:
             done[name] = "kept (v2 administrator)"
             continue
-        password = app.password if name == app.user else None
+        password = app.password if app is not None and name == app.user else None
         done[name] = ensure_role(conn, name, attrs, password)
     return done
 
@@ -321,6 +326,47 @@ class _CopyWatch:
             ).fetchone()
             in_flight = int(row[0]) if row else 0
         return self.label_done() + in_flight
+
+
+def restore_scratch(
+    admin: PostgresSettings,
+    folder: Path,
+    manifest: Manifest,
+    dbname: str,
+    log: Log,
+    jobs: int | None = None,
+) -> None:
+    """Restore the backup's database into a new database ``dbname`` on the same server (any
+    database of that name is dropped first): the restore test of a backup. The caller drops it.
+
+    Args:
+        admin: a superuser connection to the server (the roles the dump names exist there).
+        folder: the backup folder.
+        manifest: its manifest.
+        dbname: the scratch database's name.
+        log: progress lines.
+        jobs: parallel pg_restore workers (default: the core count).
+    """
+    jobs = jobs or default_jobs()
+    with connect(admin, role="v2 PostgreSQL", dbname="postgres") as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+        )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {}").format(
+                sql.Identifier(dbname), sql.Literal(manifest.postgres.encoding)
+            )
+        )
+    _create_extensions(admin, dbname, manifest, log, "v2 PostgreSQL")
+    _pg_restore(admin, folder, dbname, log, jobs)
+
+
+def drop_database(admin: PostgresSettings, dbname: str) -> None:
+    """Drop ``dbname`` if it exists (sessions on it are ended)."""
+    with connect(admin, role="v2 PostgreSQL", dbname="postgres") as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+        )
 
 
 def _analyze(admin: PostgresSettings, db: str, log: Log, label: str, jobs: int) -> None:

@@ -60,6 +60,9 @@ class SyncCounts:
     skipped_reasons: dict[str, int] = field(default_factory=dict)
     skipped_examples: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # source ids whose stored embedding was replaced or deleted (not first embedded): what the
+    # application's caches derived from those rows must forget
+    changed_ids: list[str] = field(default_factory=list)
 
     def skip(self, reason: str, count: int, examples: Sequence[str] = ()) -> None:
         if count <= 0:
@@ -71,6 +74,12 @@ class SyncCounts:
     @property
     def touched(self) -> int:
         return self.inserted + self.updated + self.deleted
+
+    def written(self, flags: Sequence[tuple[bool, str]]) -> None:
+        """Count an upsert's RETURNING rows: (inserted?, source_id)."""
+        self.inserted += sum(1 for inserted, _ in flags if inserted)
+        self.updated += sum(1 for inserted, _ in flags if not inserted)
+        self.changed_ids += [sid for inserted, sid in flags if not inserted]
 
 
 @dataclass(frozen=True)
@@ -276,10 +285,12 @@ def _delete_gone(
         cur = conn.execute(
             "DELETE FROM public.embeddings e WHERE e.source_table = %s AND e.model = %s "
             "AND (%s::text[] IS NULL OR e.source_id = ANY(%s::text[])) "
-            "AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.source_id = e.source_id)",
+            "AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.source_id = e.source_id) "
+            "RETURNING e.source_id",
             (source.name, model, ids, ids),
         )
         counts.deleted += cur.rowcount
+        counts.changed_ids += [str(r[0]) for r in cur.fetchall()]
 
 
 _UPSERT = """
@@ -292,7 +303,7 @@ _UPSERT = """
        SET content = EXCLUDED.content, content_hash = EXCLUDED.content_hash,
            embedding = EXCLUDED.embedding, dimensions = EXCLUDED.dimensions,
            metadata = e.metadata || EXCLUDED.metadata, updated_at = now()
-    RETURNING (xmax = 0)
+    RETURNING (xmax = 0), source_id
 """
 
 
@@ -320,8 +331,7 @@ def _merge_imported(
             sql.SQL(_UPSERT).format(rows=rows),
             {"source": source.name, "model": model, "origin": "imported from v1"},
         ).fetchall()
-    counts.inserted += sum(1 for (f,) in flags if f)
-    counts.updated += sum(1 for (f,) in flags if not f)
+    counts.written(flags)
 
 
 def _embed_changed(
@@ -409,8 +419,7 @@ def _write_batch(
             ).fetchall()
     except ROW_ERRORS:
         flags = _write_rows_one_by_one(conn, rows, params, counts)
-    counts.inserted += sum(1 for (f,) in flags if f)
-    counts.updated += sum(1 for (f,) in flags if not f)
+    counts.written(flags)
 
 
 def _stage(conn: psycopg.Connection, rows: Sequence[tuple[str, str, str, np.ndarray]]) -> None:
@@ -429,9 +438,9 @@ def _write_rows_one_by_one(
     rows: Sequence[tuple[str, str, str, np.ndarray]],
     params: dict[str, str],
     counts: SyncCounts,
-) -> list[tuple[bool]]:
+) -> list[tuple[bool, str]]:
     """The slow path after a batch failed: each row alone, the refused ones reported."""
-    flags: list[tuple[bool]] = []
+    flags: list[tuple[bool, str]] = []
     refused: list[str] = []
     for row in rows:
         try:

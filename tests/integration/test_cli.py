@@ -74,7 +74,8 @@ def test_forward_from_a_v1_env_file_writes_a_summary(demo_v1, test_dir, base_dir
                  "redis_port": int(env["CARTRITA_V2_REDIS_PORT"])}  # fmt: skip
         v2 = LocalV2Target(base_dir=str(test_dir / "state" / "v2"), **ports)
         with connect(v2.admin("cartrita"), role="test") as conn:
-            conn.execute("DROP FUNCTION hybrid_search_rrf")
+            conn.execute("DROP FUNCTION hybrid_search_rrf(text, vector, integer, integer, text, "
+                         "text, boolean)")  # fmt: skip
         out = subprocess.run(test, cwd=test_dir, env=env, capture_output=True, text=True,
                              timeout=300)  # fmt: skip
         assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]

@@ -4,6 +4,7 @@ volume sensor, the checks-only health job and its schedule, and the failure aler
 import json
 import stat
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from support.runs import check_results, materialized
 from support.servers import SessionV2
 
 from cartrita_assets.backup.store import BackupStore
+from cartrita_assets.backup.v2_store import V2BackupStore
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.definitions import JOBS, SCHEDULES, SENSORS, build_definitions
 from cartrita_assets.defs.report.alerts import (
@@ -26,6 +28,7 @@ from cartrita_assets.defs.vectors.sensors import (
 )
 from cartrita_assets.environments import build_resources
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.lock import MigrationLock, release_run_lock
 from cartrita_assets.resources.v1 import V1Source
@@ -64,6 +67,7 @@ def ops_resources(v2: LocalV2Target, test_dir: Path, base_dir: Path) -> dict:
         "v2": v2,
         "backups": BackupStore(root=str(test_dir / "backups")),
         "migration_lock": MigrationLock(path=str(test_dir / "migration.lock")),
+        "v2_backups": V2BackupStore(root=str(test_dir / "v2-backups")),
         "embedder": EmbedderResource(cache_path=str(base_dir / "embedding-cache.sqlite")),
     }
 
@@ -304,3 +308,44 @@ def test_health_checks_job_checks_only_and_alerts_on_failures(
     assert "stale" in fresh[0]["problems"]
     assert ops_resources["v2"].admin(DB).password not in path.read_text()
     assert len(received) == 1 and received[0]["alerts"] == lines
+
+
+def test_a_changed_source_row_invalidates_exactly_its_cache_keys(
+    db, defs, instance, ops_resources, v2, monkeypatch
+):
+    """The rule of vectors/invalidation.py on a real v2 Redis: the keys of rows whose embedding
+    was replaced or deleted go, in every database; keys of other rows, of a first-embedded row,
+    of look-alike ids and of other sources stay."""
+    rule = f"{TABLE}=note:{{id}},note:{{id}}:*;other=note:{{id}}"
+    monkeypatch.setenv("CARTRITA_CACHE_KEY_PATTERNS", rule)
+    redis0 = client_for(v2.redis())
+    redis1 = client_for(replace(v2.redis(), db=1))
+    gone = {(0, "note:1"), (0, "note:1:summary"), (0, "note:1:tags:x"), (1, "note:1:summary"),
+            (0, "note:6"), (0, "note:6:a")}  # fmt: skip
+    kept = {(0, "note:2"), (0, "note:2:summary"), (0, "note:12"), (0, "note:12:summary"),
+            (0, "note:1x"), (0, "note:7"), (0, "other:1"), (1, "note:3"),
+            (0, "note:*")}  # fmt: skip
+    for db_index, key in gone | kept:
+        (redis0 if db_index == 0 else redis1).set(key, "cached", ex=3600)
+    keys_before = {(0, k) for k in redis0.keys()} | {(1, k) for k in redis1.keys()}
+
+    _notes(db)
+    config = {"ops": {"embeddings_index": {"config": {"sources": [SOURCE_CONFIG]}}}}
+    first = _run(defs, instance, "reindex_embeddings_job", config)
+    # every row embedded for the first time: nothing was derived from an embedding yet
+    assert first.success and _metadata(first)["cache_keys_invalidated"] == 0
+    assert {(0, k) for k in redis0.keys()} | {(1, k) for k in redis1.keys()} == keys_before
+
+    db.execute('UPDATE "Passage\'s notes" SET body = \'Reset it from the login page.\' '
+               'WHERE "Note ID" = 1')  # fmt: skip
+    db.execute('DELETE FROM "Passage\'s notes" WHERE "Note ID" = 6')
+    db.execute("INSERT INTO \"Passage's notes\" VALUES (7, 'Tea', 'Green tea, not boiling.')")
+    request = stale_embeddings_sensor(_sensor_context(instance, ops_resources))
+    assert isinstance(request, dg.RunRequest), request
+    second = _run(defs, instance, "reindex_embeddings_job", request.run_config)
+    meta = _metadata(second)
+    assert second.success and meta["cache_keys_invalidated"] == len(gone)
+    assert meta["cache_key_patterns"] == f"{TABLE}=note:{{id}},note:{{id}}:*; other=note:{{id}}"
+    left = {(0, k.decode()) for k in redis0.keys()} | {(1, k.decode()) for k in redis1.keys()}
+    assert left == {(d, k) for d, k in kept}
+    assert redis0.ttl("note:2") > 0  # what stays is untouched, its expiry included

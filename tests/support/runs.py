@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from cartrita_assets.backup.store import BackupStore
+from cartrita_assets.backup.v2_store import V2BackupStore
 from cartrita_assets.definitions import build_definitions
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.resources.lock import MigrationLock, release_run_lock
@@ -97,6 +98,7 @@ def local_resources(demo: Any, v2: Any, folder: Path, base_dir: Path) -> dict[st
         "v2": v2,
         "backups": BackupStore(root=str(folder / "backups")),
         "migration_lock": MigrationLock(path=str(folder / "migration.lock")),
+        "v2_backups": V2BackupStore(root=str(folder / "v2-backups")),
         # the real local model; the run's cache spares re-embedding the same demo texts
         "embedder": EmbedderResource(cache_path=str(base_dir / "embedding-cache.sqlite")),
         "reports": ReportStore(root=str(folder / "reports")),

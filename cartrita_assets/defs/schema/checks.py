@@ -71,7 +71,8 @@ def guide_objects_exist(
     """Every function, table and view the migration guide promises exists in v2, the functions
     with the guide's argument lists."""
     with connect(v2.admin(target_database(context)), role="v2 PostgreSQL") as conn:
-        functions = dict(
+        # a set: hybrid_search and hybrid_search_rrf also have overloads taking a preset name
+        functions = set(
             conn.execute(
                 "SELECT p.proname, pg_get_function_identity_arguments(p.oid) FROM pg_proc p "
                 "WHERE p.pronamespace = 'public'::regnamespace AND p.proname = ANY(%s)",
@@ -85,7 +86,7 @@ def guide_objects_exist(
                 (list(GUIDE_RELATIONS),),
             ).fetchall()
         )
-    missing = [f"function {n}({a})" for n, a in GUIDE_FUNCTIONS.items() if functions.get(n) != a]
+    missing = [f"function {n}({a})" for n, a in GUIDE_FUNCTIONS.items() if (n, a) not in functions]
     missing += [
         f"{'view' if k == 'v' else 'table'} {n}"
         for n, k in GUIDE_RELATIONS.items()

@@ -1,14 +1,22 @@
 """embeddings_index: every source row embedded once per model, indexed by volume."""
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import dagster as dg
 import psycopg
+import redis
 from pydantic import Field
 
+from cartrita_assets import redis_copy
 from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
 from cartrita_assets.defs.facts import target_database
 from cartrita_assets.defs.schema.assets import schema_version
+from cartrita_assets.environments import cache_key_patterns
+from cartrita_assets.errors import CartritaError
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.resources.embedder import EmbedderResource
 from cartrita_assets.vectors import quality, recall, tuning
 from cartrita_assets.vectors.changes import install_change_triggers
@@ -18,6 +26,7 @@ from cartrita_assets.vectors.indexing import (
     IndexDecision,
     ensure_indexes,
 )
+from cartrita_assets.vectors.invalidation import Invalidation, describe, invalidate
 from cartrita_assets.vectors.sources import (
     Source,
     VectorColumn,
@@ -26,6 +35,8 @@ from cartrita_assets.vectors.sources import (
     validate_sources,
 )
 from cartrita_assets.vectors.sync import SyncCounts, check_embedder, sync_source
+
+Log = Callable[[str], None]
 
 
 class SourceConfig(dg.Config):
@@ -108,7 +119,8 @@ def embeddings_index(
     """The unified embeddings table in line with its sources: new and changed rows (by the
     SHA256 of model + normalised text) embedded, rows whose source is gone deleted, v1's own
     vectors imported unchanged; then one ANN index per model chosen by volume (exact scan,
-    HNSW or IVFFlat), built concurrently, and ANALYZE."""
+    HNSW or IVFFlat), built concurrently, and ANALYZE. The application's Redis keys derived from
+    rows whose embedding was replaced or deleted are unlinked (CARTRITA_CACHE_KEY_PATTERNS)."""
     log = progress(context)
     with user_errors():
         database = target_database(context)
@@ -147,6 +159,7 @@ def embeddings_index(
             )
             degenerate = quality.degenerate_vectors(conn)
             total = conn.execute("SELECT count(*) FROM public.embeddings").fetchone()
+        cache = _invalidate_caches(v2, counts, log)
     totals = {
         k: sum(getattr(c, k) for c in counts)
         for k in ("inserted", "updated", "unchanged", "deleted", "skipped")
@@ -169,6 +182,7 @@ def embeddings_index(
             "sources_config": sources_json(sources),
             **totals,
             "skipped_details": "\n".join(skipped) or "none",
+            **cache,
             "dagster/row_count": int(total[0]) if total else 0,
             "changes": table_md(
                 [
@@ -223,6 +237,44 @@ def embeddings_index(
             },  # fmt: skip
         }
     )
+
+
+def _invalidate_caches(v2: V2Target, counts: list[SyncCounts], log: Log) -> dict[str, object]:
+    """Unlink the application's Redis keys derived from rows whose embedding was replaced or
+    deleted (the rule: ``CARTRITA_CACHE_KEY_PATTERNS``, see vectors/invalidation.py)."""
+    rule = cache_key_patterns()
+    changed: dict[str, set[str]] = {}
+    for c in counts:
+        changed.setdefault(c.source, set()).update(c.changed_ids)
+    done = Invalidation()
+    if any(ids and rule.get(source) for source, ids in changed.items()):
+        settings = v2.redis()
+        try:
+            dbs = redis_copy.databases_in_use(client_for(settings))
+            done = invalidate(lambda db: client_for(replace(settings, db=db)), dbs, rule, changed)
+        except redis.RedisError as exc:
+            raise CartritaError(
+                f"The embeddings changed, but the cache keys derived from the changed rows could "
+                f"not be invalidated in v2 Redis at {settings.masked_url()} "
+                f"({type(exc).__name__}); their rows: {_ids_text(changed, rule)}. Bring v2 Redis "
+                "back, then unlink those keys (the rule is in CARTRITA_CACHE_KEY_PATTERNS)."
+            ) from None
+        log(f"Cache invalidation: {done.total} keys unlinked for {sum(done.rows.values())} "
+            f"changed rows ({describe(rule)})")  # fmt: skip
+    return {
+        "cache_key_patterns": describe(rule),
+        "cache_keys_invalidated": done.total,
+        "cache_keys_scanned": done.scanned,
+        "cache_invalidation": table_md(
+            ["source", "changed rows", "keys unlinked"],
+            [[s, done.rows[s], done.unlinked.get(s, 0)] for s in sorted(done.rows)],
+        ),
+    }
+
+
+def _ids_text(changed: dict[str, set[str]], rule: dict[str, object]) -> str:
+    shown = [f"{s}: {', '.join(sorted(ids)[:20])}" for s, ids in changed.items() if rule.get(s)]
+    return "; ".join(shown)
 
 
 def totals_embedded(counts: list[SyncCounts]) -> int:
