@@ -260,6 +260,7 @@ def test_changed_v2_row_fails_content_hash_and_blocks_downstream(forwarded):
             conn.execute("UPDATE public.users SET name = %s WHERE id = 3", (name,))
 
 
+@SHARES_FORWARDED
 def test_one_v2_row_missing_fails_row_counts_and_blocks_downstream(forwarded):
     resources, instance = forwarded.resources, forwarded.instance
     assert forwarded.result.success
@@ -284,6 +285,7 @@ def test_one_v2_row_missing_fails_row_counts_and_blocks_downstream(forwarded):
     assert all(check_results(_checks_and_probe(resources, instance)).values())
 
 
+@SHARES_FORWARDED
 def test_one_v2_sequence_behind_fails_sequences_and_blocks_downstream(forwarded):
     resources, instance = forwarded.resources, forwarded.instance
     assert forwarded.result.success
