@@ -155,7 +155,7 @@ def test_demo_v1_to_v2_loses_nothing(forwarded):
     assert set(v2_tables) - set(v1_tables) == {  # what the v2 schema adds, nothing else
         "public.schema_migrations", "public.embeddings", "public.embedding_models",
         "public.search_performance_metrics", "public.embedding_source_changes",
-        "public.embedding_terms",
+        "public.embedding_terms", "public.search_presets", "public.search_preset_usage",
     }  # fmt: skip
     v1_sequences, v2_sequences = (
         _sequences(v1.postgres, "cartrita"),
