@@ -22,6 +22,7 @@ from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.paths import state_dir
 from cartrita_assets.resources.embedder import EmbedderResource
+from cartrita_assets.resources.follow import FollowStore
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.reports import ReportStore
 from cartrita_assets.resources.v1 import V1Source
@@ -140,6 +141,7 @@ def build_resources(env: str | None = None, state: Path | None = None) -> dict[s
         "migration_lock": MigrationLock(path=str(state / "locks" / "migration.lock")),
         "embedder": embedder_from_env(state),
         "reports": ReportStore(root=reports_dir()),
+        "follow": FollowStore(root=str(state / "follow"), topology="local"),
     }
 
 
@@ -191,4 +193,9 @@ def _kubernetes_resources(state: Path) -> dict[str, Any]:
         ),
         "embedder": embedder_from_env(state),
         "reports": ReportStore(root=reports_dir()),
+        "follow": FollowStore(
+            root=str(state / "follow"),
+            topology="kubernetes",
+            v1_host_for_v2=os.environ.get("CARTRITA_V1_HOST_FOR_V2", ""),
+        ),
     }

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import redis
+from psycopg import sql
 
 from cartrita_assets import redis_copy
 from cartrita_assets.backup.manifest import (
@@ -120,6 +121,7 @@ def take_backup(
     log: Log,
     min_free_ratio: float = 2.0,
     jobs: int = 2,
+    snapshot: str | None = None,
 ) -> tuple[Path, Manifest]:
     """Back up v1 PostgreSQL and Redis into a new folder under ``backup_root``.
 
@@ -130,6 +132,8 @@ def take_backup(
         log: progress lines for the run log.
         min_free_ratio: free disk required, as a multiple of the database size.
         jobs: parallel pg_dump workers.
+        snapshot: an exported snapshot to read instead of a new one (follow mode: the one its
+            replication slot exported, so the dump and the change stream meet exactly).
 
     Returns:
         The backup folder and its manifest (also written there).
@@ -140,7 +144,7 @@ def take_backup(
     folder: Path | None = None
     try:
         folder = new_backup_dir(backup_root)
-        postgres = _backup_postgres(v1, folder, pre, log, jobs)
+        postgres = _backup_postgres(v1, folder, pre, log, jobs, snapshot)
         redis_part = _backup_redis(v1.redis, folder, pre.redis_version, log) if v1.redis else None
         manifest = Manifest(
             backup_id=folder.name,
@@ -186,11 +190,15 @@ def _size(n: float) -> str:
 
 
 def _backup_postgres(
-    v1: V1Settings, folder: Path, pre: Preflight, log: Log, jobs: int
+    v1: V1Settings, folder: Path, pre: Preflight, log: Log, jobs: int, given: str | None = None
 ) -> PostgresPart:
     with connect(v1.postgres, role="v1 PostgreSQL", read_only=True, autocommit=False) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
+        if given is not None:
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(given)))
+            snapshot = given
+        else:
+            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
         log(f"Exported snapshot {snapshot}; every count, hash and the dump read this snapshot")
         db = _database_facts(conn)
         roles = _role_facts(conn)

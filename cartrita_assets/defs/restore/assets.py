@@ -9,6 +9,7 @@ from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.backup.assets import v1_backup
 from cartrita_assets.defs.cluster.assets import pgvector_cluster
 from cartrita_assets.defs.common import OWNERS, current_backup, progress, user_errors
+from cartrita_assets.defs.follow.facts import following
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.restore.steps import restore_postgres, restore_redis, verify_backup
@@ -52,7 +53,10 @@ def restored_db(
             log=log, replace_existing=config.replace_existing_database, jobs=backups.dump_jobs,
         )  # fmt: skip
         redis_restored, redis_paths = 0, "v1 has no Redis"
-        if manifest.redis is not None:
+        if following(context):
+            # v2 Redis becomes v1's replica in replication_stream: a full sync, then every write
+            redis_paths = "left to replication (follow mode: v2 REPLICAOF v1)"
+        elif manifest.redis is not None:
             summary = restore_redis(
                 v2.redis(), folder, log, config.redis_copy_path, manifest.redis.server_version
             )
