@@ -39,7 +39,7 @@ def _abort(_args: argparse.Namespace) -> int:
     settings = v1.settings(start_demo=False)
     removed = steps.abort(
         settings, follow.path(), print, v2_admin=v2.admin,
-        v2_redis=v2.redis() if settings.redis else None,
+        v2_redis=lambda: v2.redis() if settings.redis else None,
     )  # fmt: skip
     print(f"Follow mode aborted: {len(removed)} objects removed; v1 takes writes again")
     return 0

@@ -50,7 +50,7 @@ def begin(
     topology: str,
     log: Log,
     v2_admin: Callable[[str], PostgresSettings] | None = None,
-    v2_redis: RedisSettings | None = None,
+    v2_redis: Callable[[], RedisSettings | None] | None = None,
 ) -> Iterator[tuple[ExportedSlot, Ledger]]:
     """Preflight, clean what an earlier run left, then create the publication and the slot and
     yield the slot's exported snapshot (valid inside the ``with``) for the backup to read."""
@@ -120,7 +120,7 @@ def abort(
     log: Log,
     *,
     v2_admin: Callable[[str], PostgresSettings] | None = None,
-    v2_redis: RedisSettings | None = None,
+    v2_redis: Callable[[], RedisSettings | None] | None = None,
 ) -> list[str]:
     """Remove everything the ledger lists, on v2 first (so nothing reconnects), then on v1.
 
@@ -138,8 +138,9 @@ def abort(
         ):
             if v2side.drop_subscription(conn, ledger.subscription):
                 done.append(f"v2 subscription {ledger.subscription}")
-    if ledger.redis_replica and v2_redis is not None:
-        v2side.stop_redis_replica(client_for(v2_redis))
+    v2_redis_settings = v2_redis() if ledger.redis_replica and v2_redis is not None else None
+    if v2_redis_settings is not None:
+        v2side.stop_redis_replica(client_for(v2_redis_settings))
         done.append("v2 Redis REPLICAOF (now REPLICAOF NO ONE)")
     done += _clean_v1(v1, ledger)
     ledgers.remove(root)

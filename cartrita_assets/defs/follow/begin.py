@@ -46,7 +46,7 @@ def backup_in_follow_mode(
         topology=follow.topology,
         log=log,
         v2_admin=v2.admin,
-        v2_redis=v2.redis() if settings.redis else None,
+        v2_redis=lambda: v2.redis() if settings.redis else None,
     ) as (slot, ledger):
         folder, manifest = take_backup(
             settings, backups.path(), source=source, log=log,

@@ -1,0 +1,152 @@
+"""Follow mode on real servers: v2 follows a v1 under write load, then the cutover switches in
+seconds with every acknowledged write in v2; bad setups are refused with v1 unchanged."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psycopg
+import pytest
+from support.demo import running_demo
+from support.runs import check_results, event_log_text, failure_messages, local_resources
+from support.runs import materialize, run_job
+from support.writers import Writers, create_tables, missing_in_v2
+
+from cartrita_assets.cli.main import main as cli_main
+from cartrita_assets.cluster.v2 import LocalV2Target
+from cartrita_assets.demo.servers import DemoV1
+from cartrita_assets.envfile import V1Settings
+from cartrita_assets.local.system import free_port
+from cartrita_assets.pg.connect import connect
+from cartrita_assets.redis_copy.client import client_for
+
+pytestmark = pytest.mark.integration
+
+FOLLOW = {"ops": {"v1_backup": {"config": {"follow": True, "replica_identity_full": True}}}}
+UP_TO_STREAM = ("v1_backup", "k8s_secrets", "pgvector_cluster", "restored_db", "replication_stream")
+
+
+@pytest.fixture
+def follow_v1(test_dir: Path) -> Iterator[DemoV1]:
+    """A demo v1 of this test's own (follow mode writes to it), with the writers' tables."""
+    with running_demo(test_dir / "demo-v1") as demo:
+        create_tables(demo.ensure())
+        yield demo
+
+
+@pytest.fixture
+def follow_v2(test_dir: Path) -> Iterator[LocalV2Target]:
+    target = LocalV2Target(base_dir=str(test_dir / "v2"), pg_port=free_port(),
+                           redis_port=free_port(), durable=False)  # fmt: skip
+    try:
+        yield target
+    finally:
+        target.stop(lambda _m: None)
+
+
+@pytest.fixture
+def follow_resources(
+    follow_v1: DemoV1, follow_v2: LocalV2Target, test_dir: Path, base_dir: Path
+) -> dict[str, Any]:
+    return local_resources(follow_v1, follow_v2, test_dir, base_dir)
+
+
+def v1_follow_objects(v1: V1Settings) -> dict[str, Any]:
+    """What follow mode may leave on v1: slots, publications, the read-only setting, FULL ids."""
+    with connect(v1.postgres, role="v1") as conn:
+        return {
+            "slots": conn.execute("SELECT slot_name FROM pg_replication_slots").fetchall(),
+            "publications": conn.execute("SELECT pubname FROM pg_publication").fetchall(),
+            "settings": conn.execute(
+                "SELECT setconfig FROM pg_db_role_setting s JOIN pg_database d "
+                "ON d.oid = s.setdatabase WHERE d.datname = current_database()"
+            ).fetchall(),
+            "full_identity": conn.execute(
+                "SELECT relname FROM pg_class WHERE relreplident = 'f'"
+            ).fetchall(),
+        }
+
+
+NOTHING = {"slots": [], "publications": [], "settings": [], "full_identity": []}
+
+
+def follow(resources: dict[str, Any], instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    result = materialize(resources, instance, *UP_TO_STREAM, run_config=FOLLOW)
+    assert result.success, failure_messages(result)
+    return result
+
+
+def test_writes_during_forward_and_cutover_all_reach_v2(
+    follow_v1: DemoV1, follow_resources: dict[str, Any], follow_v2: LocalV2Target,
+    instance: dg.DagsterInstance,
+) -> None:  # fmt: skip
+    v1 = follow_v1.ensure()
+    with Writers(v1, 4) as writers:
+        time.sleep(0.5)
+        follow(follow_resources, instance)
+        time.sleep(1.0)  # writes that v2 only gets through the stream
+        during_follow = writers.acked.count
+        result = run_job(follow_resources, instance, "cutover_job")
+        cut = time.monotonic()
+        time.sleep(1.0)  # the writers keep trying against frozen v1
+    assert result.success, failure_messages(result)
+    assert check_results(result)["v2_matches_frozen_v1"]
+    # no write acknowledged by v1 after the switch
+    assert writers.acked.last_ack < cut
+    assert writers.acked.refused > 0
+    assert during_follow > 100
+    db = v1.postgres.dbname
+    with psycopg.connect(**follow_v2.admin(db).conninfo_kwargs(), autocommit=True) as conn:
+        assert missing_in_v2(writers.acked, conn) == []
+        # sequences continue in v2: a new row takes an id above every one v1 gave
+        top = max((int(k) for k in writers.acked.rows["follow_int"]), default=0)
+        new_id = conn.execute("INSERT INTO follow_int (v) VALUES ('v2') RETURNING id").fetchone()
+        assert new_id is not None and new_id[0] > top
+        assert conn.execute("SELECT count(*) FROM pg_subscription").fetchone() == (0,)
+    v2_redis = client_for(follow_v2.redis())
+    for key, value in writers.acked.redis.items():
+        assert v2_redis.get(key) == value.encode(), key
+    assert v2_redis.info("replication")["role"] == "master"
+    # v1 keeps refusing writes; slot, publication and replica identities are gone
+    left = v1_follow_objects(v1)
+    assert left["slots"] == [] and left["publications"] == [] and left["full_identity"] == []
+    assert left["settings"] == [(["default_transaction_read_only=on"],)]
+    with pytest.raises(Exception, match="NOREPLICAS|replica"):
+        client_for(v1.redis).set("after", "cutover")  # type: ignore[arg-type]
+    # v1's password is in no event of either run
+    for run in instance.get_runs():
+        text = event_log_text(instance, run.run_id)
+        assert v1.postgres.password not in text
+        assert (v1.redis.password or "@@") not in text  # type: ignore[union-attr]
+    v2_log = Path(follow_v2.base_dir, "postgres", "server.log").read_text()
+    assert v1.postgres.password not in v2_log
+    # abort after the cutover lets v1 take writes again and leaves nothing
+    assert cli_abort(follow_resources) == 0
+    assert v1_follow_objects(v1) == NOTHING
+
+
+def cli_abort(resources: dict[str, Any]) -> int:
+    """`cartrita follow abort` against the test's servers (through its environment variables)."""
+    import os
+
+    demo, v2, root = resources["v1"], resources["v2"], resources["follow"].root
+    env = {
+        "CARTRITA_V1_ENV_FILE": str(Path(demo.demo_dir) / ".env"),
+        "CARTRITA_STATE_DIR": str(Path(root).parent),
+        "CARTRITA_V2_PG_PORT": str(v2.pg_port),
+        "CARTRITA_V2_REDIS_PORT": str(v2.redis_port),
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return cli_main(["follow", "abort"])
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
