@@ -12,8 +12,14 @@ import dagster as dg
 import psycopg
 import pytest
 from support.demo import running_demo
-from support.runs import check_results, event_log_text, failure_messages, local_resources
-from support.runs import materialize, run_job
+from support.runs import (
+    check_results,
+    event_log_text,
+    failure_messages,
+    local_resources,
+    materialize,
+    run_job,
+)
 from support.writers import Writers, create_tables, missing_in_v2
 
 from cartrita_assets.cli.main import main as cli_main
