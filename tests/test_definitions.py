@@ -18,6 +18,9 @@ DESIGN_CARD_ASSETS = {
     "embeddings_index",
     "integration_report",
 }
+# Follow mode: replication_stream runs in the forward job (materialized only with follow: true);
+# v2_cutover is cutover_job's.
+FOLLOW_ASSETS = {"replication_stream", "v2_cutover"}
 
 
 def test_every_job_schedule_and_sensor_resolves():
@@ -34,7 +37,7 @@ def test_every_job_schedule_and_sensor_resolves():
 def test_forward_job_selects_the_forward_assets():
     job = build_definitions().resolve_job_def("forward_migration_job")
     keys = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
-    assert keys == DESIGN_CARD_ASSETS
+    assert keys == DESIGN_CARD_ASSETS | {"replication_stream"}
 
 
 def test_assets_and_checks_are_described_grouped_and_owned():
@@ -58,7 +61,8 @@ def test_import_connects_to_nothing():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert int(out.stdout.strip()) == len(DESIGN_CARD_ASSETS) + 1  # + v1_reinstated
+    # + v1_reinstated and follow mode's two
+    assert int(out.stdout.strip()) == len(DESIGN_CARD_ASSETS) + 1 + len(FOLLOW_ASSETS)
 
 
 def test_dagster_definitions_validate():
@@ -74,3 +78,13 @@ def test_rollback_job_selects_only_the_rollback():
     job = build_definitions().resolve_job_def("rollback_job")
     keys = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
     assert keys == {"v1_reinstated"}
+
+
+def test_follow_mode_jobs_and_sensor():
+    defs = build_definitions()
+    cutover = defs.resolve_job_def("cutover_job")
+    assert {k.to_user_string() for k in cutover.asset_layer.selected_asset_keys} == {"v2_cutover"}
+    lag = defs.resolve_job_def("replication_lag_job")
+    checks = {k.name for k in lag.asset_layer.asset_graph.asset_check_keys}
+    assert "replication_lag_is_small" in checks
+    assert defs.resolve_sensor_def("replication_lag_sensor").job_name == "replication_lag_job"
