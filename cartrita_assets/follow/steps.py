@@ -54,11 +54,12 @@ def begin(
 ) -> Iterator[tuple[ExportedSlot, Ledger]]:
     """Preflight, clean what an earlier run left, then create the publication and the slot and
     yield the slot's exported snapshot (valid inside the ``with``) for the backup to read."""
-    facts = check_preflight(v1, full_identity_consent=full_identity_consent, topology=topology)
     old = ledgers.load(root)
     if old is not None:
+        # first, so preflight sees v1 as it was before follow mode (its replica identities)
         log(f"An earlier follow run left: {', '.join(old.v1_objects())}; removing it first")
         abort(v1, root, log, v2_admin=v2_admin, v2_redis=v2_redis)
+    facts = check_preflight(v1, full_identity_consent=full_identity_consent, topology=topology)
     ledger = Ledger(database=v1.postgres.dbname, slot=SLOT, publication=PUBLICATION,
                     replica_identities=list(facts.keyless_tables))  # fmt: skip
     ledgers.save(root, ledger)

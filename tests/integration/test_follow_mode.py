@@ -156,3 +156,77 @@ def cli_abort(resources: dict[str, Any]) -> int:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _env_file_resources(resources: dict[str, Any], demo: DemoV1) -> dict[str, Any]:
+    """The same servers read through v1's .env, as for a real v1 (the demo is not restarted)."""
+    from support.demo import v1_source
+
+    return {**resources, "v1": v1_source(demo, env_file=demo.env_file)}
+
+
+def test_missing_wal_level_and_keyless_tables_are_refused_before_v1_changes(
+    follow_v1: DemoV1, follow_resources: dict[str, Any], instance: dg.DagsterInstance
+) -> None:
+    v1 = follow_v1.ensure()
+    resources = _env_file_resources(follow_resources, follow_v1)
+    no_consent = {"ops": {"v1_backup": {"config": {"follow": True}}}}
+    result = materialize(resources, instance, "v1_backup", run_config=no_consent)
+    assert not result.success
+    (message,) = failure_messages(result)
+    assert "public.follow_keyless" in message and "--replica-identity-full" in message
+    assert "wal_level" not in message
+    assert v1_follow_objects(v1) == NOTHING
+    pg = follow_v1.servers()[0]
+    with connect(pg.settings(), role="v1") as conn:
+        conn.execute("ALTER SYSTEM SET wal_level = replica")
+    pg.restart()
+    try:
+        result = materialize(resources, instance, "v1_backup", run_config=FOLLOW)
+        assert not result.success
+        (message,) = failure_messages(result)
+        assert "wal_level = replica" in message and "wal_level=logical" in message
+        assert v1_follow_objects(v1) == NOTHING
+    finally:
+        with connect(pg.settings(), role="v1") as conn:
+            conn.execute("ALTER SYSTEM RESET wal_level")
+        pg.restart()
+
+
+def test_ddl_during_follow_refuses_the_cutover_before_the_freeze(
+    follow_v1: DemoV1, follow_resources: dict[str, Any], instance: dg.DagsterInstance
+) -> None:
+    v1 = follow_v1.ensure()
+    follow(follow_resources, instance)
+    with psycopg.connect(**v1.postgres.conninfo_kwargs(), autocommit=True) as conn:
+        conn.execute("ALTER TABLE follow_int ADD COLUMN note text")
+    result = run_job(follow_resources, instance, "cutover_job")
+    assert not result.success
+    (message,) = failure_messages(result)
+    assert "table definitions changed" in message and "v1 still takes writes" in message
+    left = v1_follow_objects(v1)
+    assert left["settings"] == []  # never frozen
+    with psycopg.connect(**v1.postgres.conninfo_kwargs(), autocommit=True) as conn:
+        conn.execute("INSERT INTO follow_int (v) VALUES ('still writable')")
+    assert cli_abort(follow_resources) == 0
+    assert v1_follow_objects(v1) == NOTHING
+
+
+def test_a_rerun_after_a_crash_cleans_up_and_abort_leaves_nothing(
+    follow_v1: DemoV1, follow_resources: dict[str, Any], follow_v2: LocalV2Target,
+    instance: dg.DagsterInstance,
+) -> None:  # fmt: skip
+    """A run that stopped mid-follow leaves exactly what the ledger lists (the process holds
+    nothing of it); a re-run removes it first, and abort removes everything."""
+    v1 = follow_v1.ensure()
+    follow(follow_resources, instance)
+    follow(follow_resources, instance)  # the re-run: the earlier slot is dropped, a new one made
+    left = v1_follow_objects(v1)
+    assert len(left["slots"]) == 1 and len(left["publications"]) == 1
+    assert ("follow_keyless",) in left["full_identity"]
+    assert cli_abort(follow_resources) == 0
+    assert v1_follow_objects(v1) == NOTHING
+    db = v1.postgres.dbname
+    with psycopg.connect(**follow_v2.admin(db).conninfo_kwargs(), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_subscription").fetchone() == (0,)
+    assert client_for(follow_v2.redis()).info("replication")["role"] == "master"
