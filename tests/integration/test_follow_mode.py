@@ -230,3 +230,32 @@ def test_a_rerun_after_a_crash_cleans_up_and_abort_leaves_nothing(
     with psycopg.connect(**follow_v2.admin(db).conninfo_kwargs(), autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM pg_subscription").fetchone() == (0,)
     assert client_for(follow_v2.redis()).info("replication")["role"] == "master"
+
+
+def test_rows_applied_by_replication_reach_the_embedding_change_capture(
+    follow_v1: DemoV1, follow_resources: dict[str, Any], follow_v2: LocalV2Target,
+    instance: dg.DagsterInstance,
+) -> None:  # fmt: skip
+    """Replication applies rows with session_replication_role = replica; the change-capture
+    trigger is ENABLE ALWAYS so stale_embeddings_sensor still sees them."""
+    from cartrita_assets.vectors.changes import install_change_triggers
+    from cartrita_assets.vectors.sources import Source
+
+    v1 = follow_v1.ensure()
+    follow(follow_resources, instance)
+    assert materialize(follow_resources, instance, "schema_version").success
+    db = v1.postgres.dbname
+    with psycopg.connect(**follow_v2.admin(db).conninfo_kwargs(), autocommit=True) as v2c:
+        install_change_triggers(v2c, [Source("follow_int", "id", ("v",))])
+        with psycopg.connect(**v1.postgres.conninfo_kwargs(), autocommit=True) as v1c:
+            row = v1c.execute("INSERT INTO follow_int (v) VALUES ('replicated') RETURNING id")
+            new_id = str(row.fetchone()[0])  # type: ignore[index]
+        deadline = time.monotonic() + 30
+        seen: list[tuple[str, str]] = []
+        while time.monotonic() < deadline and ("follow_int", new_id) not in seen:
+            time.sleep(0.2)
+            seen = v2c.execute(
+                "SELECT source_table, source_id FROM public.embedding_source_changes"
+            ).fetchall()
+        assert ("follow_int", new_id) in seen
+    assert cli_abort(follow_resources) == 0
