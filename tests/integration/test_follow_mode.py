@@ -20,11 +20,11 @@ from support.runs import (
     materialize,
     run_job,
 )
-from support.writers import Writers, create_tables, missing_in_v2
 
 from cartrita_assets.cli.main import main as cli_main
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.demo.servers import DemoV1
+from cartrita_assets.demo.writers import Writers, create_tables, missing_in_v2
 from cartrita_assets.envfile import V1Settings
 from cartrita_assets.local.system import free_port
 from cartrita_assets.pg.connect import connect

@@ -1,5 +1,6 @@
-"""Writer clients for follow mode: they insert, update and delete rows in integer-key, uuid-key
-and key-less tables of v1 and set Redis keys, and remember every write v1 acknowledged."""
+"""An application's writes against the demo v1, for follow mode's tests and benchmark: clients
+that insert, update and delete rows in integer-key, uuid-key and key-less tables and set Redis
+keys, remembering every write v1 acknowledged (and only those)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import psycopg
+import redis
 
 from cartrita_assets.envfile import V1Settings
 from cartrita_assets.redis_copy.client import client_for
@@ -129,6 +131,11 @@ class Writers:
         with self.acked.lock:
             self.acked.rows[table][key] = value
             self._ack()
+
+
+def lost_redis_keys(acked: Acked, v2: redis.Redis) -> list[str]:
+    """Every acknowledged Redis write v2 does not hold."""
+    return [k for k, v in acked.redis.items() if v2.get(k) != v.encode()]
 
 
 def missing_in_v2(acked: Acked, v2: psycopg.Connection) -> list[str]:
