@@ -12,6 +12,7 @@ import dagster as dg
 import psycopg
 import pytest
 from support.demo import running_demo
+from support.proc_audit import ProcessAudit
 from support.runs import (
     check_results,
     event_log_text,
@@ -91,7 +92,7 @@ def test_writes_during_forward_and_cutover_all_reach_v2(
     instance: dg.DagsterInstance,
 ) -> None:  # fmt: skip
     v1 = follow_v1.ensure()
-    with Writers(v1, 4) as writers:
+    with ProcessAudit(marker="cartrita") as audit, Writers(v1, 4) as writers:
         time.sleep(0.5)
         follow(follow_resources, instance)
         time.sleep(1.0)  # writes that v2 only gets through the stream
@@ -99,6 +100,9 @@ def test_writes_during_forward_and_cutover_all_reach_v2(
         result = run_job(follow_resources, instance, "cutover_job")
         cut = time.monotonic()
         time.sleep(1.0)  # the writers keep trying against frozen v1
+    # v1's passwords were in no process's arguments while the whole run went on
+    assert audit.seen and not [c for c in audit.seen if v1.postgres.password in c]
+    assert not [c for c in audit.seen if (v1.redis.password or "@@") in c]  # type: ignore[union-attr]
     assert result.success, failure_messages(result)
     assert check_results(result)["v2_matches_frozen_v1"]
     # no write acknowledged by v1 after the switch
@@ -259,3 +263,28 @@ def test_rows_applied_by_replication_reach_the_embedding_change_capture(
             ).fetchall()
         assert ("follow_int", new_id) in seen
     assert cli_abort(follow_resources) == 0
+
+
+def test_a_difference_at_the_switch_point_fails_the_cutover_loudly(
+    follow_v1: DemoV1, follow_resources: dict[str, Any], follow_v2: LocalV2Target,
+    instance: dg.DagsterInstance,
+) -> None:  # fmt: skip
+    """A row v2 has and v1 never had (written to v2 behind replication's back) is named by
+    v2_matches_frozen_v1 and fails the run; v1 stays frozen until abort."""
+    v1 = follow_v1.ensure()
+    follow(follow_resources, instance)
+    db = v1.postgres.dbname
+    with psycopg.connect(**follow_v2.admin(db).conninfo_kwargs(), autocommit=True) as conn:
+        conn.execute("INSERT INTO follow_uuid (id, v) VALUES (gen_random_uuid(), 'only in v2')")
+    result = run_job(follow_resources, instance, "cutover_job")
+    assert not result.success
+    assert check_results(result)["v2_matches_frozen_v1"] is False
+    evaluation = next(
+        e.event_specific_data for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    )  # fmt: skip
+    differences = str(evaluation.metadata["tables_different"].value)  # type: ignore[union-attr]
+    assert "public.follow_uuid: v1 0 rows, v2 1 rows" in differences
+    assert "follow_int" not in differences
+    assert cli_abort(follow_resources) == 0
+    assert v1_follow_objects(v1) == NOTHING
