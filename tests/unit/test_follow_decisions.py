@@ -114,3 +114,22 @@ def test_ledger_round_trip_is_private(tmp_path: Path) -> None:
     assert cut.v1_objects() == ["default_transaction_read_only = on for database cartrita"]
     ledgers.remove(root)
     assert ledgers.load(root) is None
+
+
+def test_lag_sensor_skips_when_nothing_follows_and_warns_on_growth(tmp_path: Path) -> None:
+    import dagster as dg
+
+    from cartrita_assets.defs.follow.sensors import lag_warnings, replication_lag_sensor
+    from cartrita_assets.resources.follow import FollowStore
+    from cartrita_assets.resources.v1 import V1Source
+
+    follow = FollowStore(root=str(tmp_path / "follow"), max_lag_bytes=1000)
+    context = dg.build_sensor_context(resources={"v1": V1Source(), "follow": follow})
+    result = replication_lag_sensor(context)
+    assert isinstance(result, dg.SkipReason)
+    assert "not streaming" in (result.skip_message or "")
+    assert lag_warnings(None, Lag(10, 0.0, 0), follow) == []
+    assert lag_warnings(Lag(10, 0.0, 0), Lag(20, 0.0, 0), follow) == [
+        "PostgreSQL lag grew from 10 to 20 bytes"
+    ]
+    assert lag_warnings(None, Lag(5000, 0.0, 0), follow) == ["PostgreSQL lag 5000 bytes > 1000"]
