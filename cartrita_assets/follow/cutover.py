@@ -77,6 +77,7 @@ def switch(
     log: Log,
     on_snapshot: Callable[[psycopg.Connection, str], None],
     deadline_s: float = 120.0,
+    freeze_below_bytes: int = 2**20,
 ) -> Switch:
     """Cut over. ``on_snapshot(conn, snapshot)`` runs after v2 is ready, with a v2 session
     holding the switch point's exported snapshot open (the verification)."""
@@ -87,7 +88,7 @@ def switch(
     v2_client = client_for(v2_redis) if v2_redis is not None and ledger.redis_replica else None
     out = Switch()
     with v1side.writable(v1.postgres) as v1c, connect(v2_admin, role="v2 PostgreSQL") as v2c:
-        lag = lags.measure(v1c, ledger.slot, v1_redis, v2_client)
+        lag = _settle(v1c, ledger, v1_redis, v2_client, freeze_below_bytes, log)
         reasons = refuse_reasons(ledger, lag, limits, v1side.catalog_fingerprint(v1c))
         if reasons:
             raise CutoverRefused(
@@ -125,6 +126,28 @@ def switch(
             on_snapshot(snap, snapshot)
             snap.rollback()
     return out
+
+
+def _settle(
+    v1c: psycopg.Connection,
+    ledger: Ledger,
+    v1_redis: redis.Redis | None,
+    v2_redis: redis.Redis | None,
+    below: int,
+    log: Log,
+    patience_s: float = 300.0,
+) -> lags.Lag:
+    """Before freezing, give v2 time to work off a backlog (up to ``patience_s``) while v1
+    still takes writes: the downtime is then the time to apply the last ``below`` bytes, not
+    whatever accumulated during the forward run."""
+    until = time.monotonic() + patience_s
+    lag = lags.measure(v1c, ledger.slot, v1_redis, v2_redis)
+    if lag.pg_bytes > below:
+        log(f"v2 trails v1 by {lag.pg_bytes} bytes: waiting until it is under {below} to freeze")
+    while (lag.pg_bytes > below or (lag.redis_bytes or 0) > below) and time.monotonic() < until:
+        time.sleep(0.2)
+        lag = lags.measure(v1c, ledger.slot, v1_redis, v2_redis)
+    return lag
 
 
 def _freeze_redis(client: redis.Redis) -> None:

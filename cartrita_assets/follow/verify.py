@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import psycopg
@@ -44,6 +45,11 @@ def compare_tables(
     return out
 
 
+def _frozen_v1(v1_pg: PostgresSettings) -> dict[str, inventory.TableState]:
+    with connect(v1_pg, role="v1 PostgreSQL", read_only=True) as conn:
+        return inventory.table_states(conn)
+
+
 def verify_switch_point(
     v1_pg: PostgresSettings,
     v2_snapshot: psycopg.Connection,
@@ -51,15 +57,18 @@ def verify_switch_point(
     v2_redis: RedisSettings | None,
 ) -> SwitchPointDiff:
     """Compare frozen v1 (read only) with v2's session holding the switch-point snapshot."""
-    with connect(v1_pg, role="v1 PostgreSQL", read_only=True) as conn:
-        frozen = inventory.table_states(conn)
-    names = set(frozen)
-    inventory.canonical_session(v2_snapshot)
-    at_switch = {
-        inventory.qualified(schema, table): inventory.table_state(v2_snapshot, schema, table)
-        for schema, table in inventory.list_tables(v2_snapshot)
-        if inventory.qualified(schema, table) in names  # v2's own tables are not v1's
-    }
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # both sides hashed at once: v1 in a thread, v2 in its switch-point session here
+        v1_side = pool.submit(_frozen_v1, v1_pg)
+        with connect(v1_pg, role="v1 PostgreSQL", read_only=True) as conn:
+            names = {inventory.qualified(s, t) for s, t in inventory.list_tables(conn)}
+        inventory.canonical_session(v2_snapshot)
+        at_switch = {
+            inventory.qualified(schema, table): inventory.table_state(v2_snapshot, schema, table)
+            for schema, table in inventory.list_tables(v2_snapshot)
+            if inventory.qualified(schema, table) in names  # v2's own tables are not v1's
+        }
+        frozen = v1_side.result()
     diff = SwitchPointDiff(
         tables_compared=len(frozen),
         rows_v1=sum(t.rows for t in frozen.values()),

@@ -18,6 +18,7 @@ class FollowStore(dg.ConfigurableResource):
         v1_host_for_v2: the address v2 uses to reach v1; empty: v1's POSTGRES_HOST/REDIS host.
         max_lag_bytes, max_lag_seconds: what counts as small enough to cut over.
         max_retained_wal_bytes: WAL the slot may hold back on v1 before the lag check fails.
+        freeze_below_bytes: how close v2 must be before the cutover freezes v1.
     """
 
     root: str = ".cartrita/follow"
@@ -26,6 +27,9 @@ class FollowStore(dg.ConfigurableResource):
     max_lag_bytes: int = 64 * 2**20
     max_lag_seconds: float = 30.0
     max_retained_wal_bytes: int = 10 * 2**30
+    freeze_below_bytes: int = 2**20
+    """The cutover waits (up to 5 min, v1 still writable) until v2 trails by less than this
+    before freezing v1, so the downtime covers only the last changes."""
 
     def path(self) -> Path:
         return Path(self.root)

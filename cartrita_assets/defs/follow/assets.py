@@ -96,6 +96,7 @@ def v2_cutover(
             settings, follow.path(), v2.admin(target_database(context)),
             v2.redis() if settings.redis else None, limits=follow.limits(),
             write_env=write_env, log=log, on_snapshot=verify,
+            freeze_below_bytes=follow.freeze_below_bytes,
         )  # fmt: skip
         verify_seconds = time.monotonic() - begun - done.downtime_seconds
     diff = found[0]
