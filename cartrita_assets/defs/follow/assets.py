@@ -89,16 +89,18 @@ def v2_cutover(
         def verify(snap: psycopg.Connection, _snapshot: str) -> None:
             # runs after v2 is ready, outside the downtime, in v2's switch-point snapshot
             v2_redis = v2.redis() if settings.redis else None
+            begun = time.monotonic()
             found.append(verify_switch_point(settings.postgres, snap, settings.redis, v2_redis))
+            timings.append(time.monotonic() - begun)
 
-        begun = time.monotonic()
+        timings: list[float] = []
         done = cutover.switch(
             settings, follow.path(), v2.admin(target_database(context)),
             v2.redis() if settings.redis else None, limits=follow.limits(),
             write_env=write_env, log=log, on_snapshot=verify,
             freeze_below_bytes=follow.freeze_below_bytes,
         )  # fmt: skip
-        verify_seconds = time.monotonic() - begun - done.downtime_seconds
+        verify_seconds = timings[0]
     diff = found[0]
     yield dg.MaterializeResult(
         metadata={
