@@ -139,17 +139,23 @@ def test_writes_during_forward_and_cutover_all_reach_v2(
     assert v1_follow_objects(v1) == NOTHING
 
 
-def cli_abort(resources: dict[str, Any]) -> int:
-    """`cartrita follow abort` against the test's servers (through its environment variables)."""
-    import os
-
+def cli_env(resources: dict[str, Any]) -> dict[str, str]:
+    """The environment that points the `cartrita` command at the test's servers and folders."""
     demo, v2, root = resources["v1"], resources["v2"], resources["follow"].root
-    env = {
+    return {
         "CARTRITA_V1_ENV_FILE": str(Path(demo.demo_dir) / ".env"),
         "CARTRITA_STATE_DIR": str(Path(root).parent),
         "CARTRITA_V2_PG_PORT": str(v2.pg_port),
         "CARTRITA_V2_REDIS_PORT": str(v2.redis_port),
+        "DAGSTER_HOME": str(Path(root).parent / "dagster_home"),
     }
+
+
+def cli_abort(resources: dict[str, Any]) -> int:
+    """`cartrita follow abort` against the test's servers (through its environment variables)."""
+    import os
+
+    env = cli_env(resources)
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -288,3 +294,40 @@ def test_a_difference_at_the_switch_point_fails_the_cutover_loudly(
     assert "follow_int" not in differences
     assert cli_abort(follow_resources) == 0
     assert v1_follow_objects(v1) == NOTHING
+
+
+def test_a_run_killed_mid_follow_then_abort_leaves_nothing_on_v1(
+    follow_v1: DemoV1, follow_resources: dict[str, Any], follow_v2: LocalV2Target,
+    test_dir: Path,
+) -> None:  # fmt: skip
+    """`cartrita forward --follow` killed (SIGKILL) once v2 subscribes, then `follow abort`."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    v1 = follow_v1.ensure()
+    env = {**os.environ, **cli_env(follow_resources)}
+    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "cartrita_assets.cli.main", "forward", "--follow",
+           "--replica-identity-full"]  # fmt: skip
+    ledger = Path(follow_resources["follow"].root) / "ledger.json"
+    with (test_dir / "forward.log").open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and proc.poll() is None:
+                if ledger.exists() and json.loads(ledger.read_text()).get("redis_replica"):
+                    break
+                time.sleep(0.1)
+            assert proc.poll() is None, (test_dir / "forward.log").read_text()[-3000:]
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    assert v1_follow_objects(v1)["slots"] != []  # the kill left follow mode running
+    assert cli_abort(follow_resources) == 0
+    assert v1_follow_objects(v1) == NOTHING
+    db = v1.postgres.dbname
+    with psycopg.connect(**follow_v2.admin(db).conninfo_kwargs(), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_subscription").fetchone() == (0,)
