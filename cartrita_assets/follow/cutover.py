@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import redis
+from psycopg import sql
 
 from cartrita_assets.envfile import PostgresSettings, RedisSettings, V1Settings
 from cartrita_assets.follow import lag as lags
@@ -193,10 +194,12 @@ def _remove_follow_objects(v1c: psycopg.Connection, ledger: Ledger, root: Path) 
     removed = []
     if v1side.drop_slot(v1c, ledger.slot):
         removed.append(f"slot {ledger.slot}")
-    v1c.execute(f'DROP PUBLICATION IF EXISTS "{ledger.publication}"')
+    v1c.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(ledger.publication)))
     removed.append(f"publication {ledger.publication}")
-    for table in ledger.replica_identities:
-        v1c.execute(f"ALTER TABLE IF EXISTS {table} REPLICA IDENTITY DEFAULT")
+    for table in ledger.replica_identities:  # quoted by preflight (quote_ident)
+        v1c.execute(
+            sql.SQL("ALTER TABLE IF EXISTS {} REPLICA IDENTITY DEFAULT").format(sql.SQL(table))
+        )
         removed.append(f"REPLICA IDENTITY FULL on {table}")
     ledgers.save(root, replace(ledger, state="cut over", subscription="", redis_replica=False,
                                replica_identities=[]))  # fmt: skip

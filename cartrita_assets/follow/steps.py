@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from psycopg import sql
+
 from cartrita_assets.envfile import PostgresSettings, RedisSettings, V1Settings
 from cartrita_assets.follow import ledger as ledgers
 from cartrita_assets.follow import preflight, v1side, v2side
@@ -155,10 +157,15 @@ def _clean_v1(v1: V1Settings, ledger: Ledger) -> list[str]:
     with v1side.writable(replace(v1.postgres, dbname=ledger.database)) as conn:
         if v1side.drop_slot(conn, ledger.slot):
             done.append(f"v1 replication slot {ledger.slot}")
-        conn.execute(f'DROP PUBLICATION IF EXISTS "{ledger.publication}"')
+        conn.execute(
+            sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(ledger.publication))
+        )
         done.append(f"v1 publication {ledger.publication}")
         for table in ledger.replica_identities:
-            conn.execute(f"ALTER TABLE IF EXISTS {table} REPLICA IDENTITY DEFAULT")
+            # already quoted by preflight (quote_ident), as pg_class names it
+            conn.execute(
+                sql.SQL("ALTER TABLE IF EXISTS {} REPLICA IDENTITY DEFAULT").format(sql.SQL(table))
+            )
             done.append(f"v1 REPLICA IDENTITY FULL on {table} (back to DEFAULT)")
         if ledger.read_only:
             v1side.unfreeze(conn, ledger.database)
