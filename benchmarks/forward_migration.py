@@ -34,6 +34,7 @@ from cartrita_assets.local.system import free_port
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.pg.tools import run_tool
 from cartrita_assets.resources.embedder import EmbedderResource
+from cartrita_assets.resources.follow import FollowStore
 from cartrita_assets.resources.lock import MigrationLock, release_run_lock
 from cartrita_assets.resources.reports import ReportStore
 from cartrita_assets.resources.v1 import V1Source
@@ -126,6 +127,7 @@ def main() -> None:
         "v2_backups": V2BackupStore(root=str(work / "v2-backups")),
         "embedder": EmbedderResource(),
         "reports": ReportStore(root=str(work / "reports")),
+        "follow": FollowStore(root=str(work / "follow")),
     }  # fmt: skip
     try:
         settings = demo.ensure()

@@ -9,6 +9,9 @@ from cartrita_assets.defs.backup import checks as backup_checks
 from cartrita_assets.defs.cluster import assets as cluster_assets
 from cartrita_assets.defs.cluster import checks as cluster_checks
 from cartrita_assets.defs.cluster import secrets as cluster_secrets
+from cartrita_assets.defs.follow import assets as follow_assets
+from cartrita_assets.defs.follow import checks as follow_checks
+from cartrita_assets.defs.follow.sensors import replication_lag_sensor
 from cartrita_assets.defs.jobs import JOBS
 from cartrita_assets.defs.report import assets as report_assets
 from cartrita_assets.defs.report import checks as report_checks
@@ -35,6 +38,7 @@ ASSET_MODULES = [
     cluster_secrets,
     cluster_assets,
     restore_assets,
+    follow_assets,
     schema_assets,
     vector_assets,
     report_assets,
@@ -47,6 +51,7 @@ CHECK_MODULES = [
     cluster_secrets,
     cluster_checks,
     restore_checks,
+    follow_checks,
     schema_checks,
     vector_checks,
     report_checks,
@@ -60,6 +65,7 @@ SENSORS = [
     index_volume_sensor,
     check_failure_alert_sensor,
     run_failure_alert_sensor,
+    replication_lag_sensor,
 ]
 SCHEDULES = [v2_health_checks_schedule, v2_backup_schedule]
 

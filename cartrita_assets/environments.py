@@ -23,6 +23,7 @@ from cartrita_assets.cluster.k8s_target import KubernetesV2Target
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.resources.embedder import EmbedderResource
+from cartrita_assets.resources.follow import FollowStore
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.reports import ReportStore
 from cartrita_assets.resources.serving import ServingResource
@@ -218,6 +219,7 @@ def build_resources(env: str | None = None, state: Path | None = None) -> dict[s
         "embedder": embedder_from_env(state),
         "reports": ReportStore(root=reports_dir()),
         "serving": serving_from_env(),
+        "follow": FollowStore(root=str(state / "follow"), topology="local"),
     }
 
 
@@ -281,4 +283,9 @@ def _kubernetes_resources(state: Path) -> dict[str, Any]:
         "embedder": embedder_from_env(state),
         "reports": ReportStore(root=reports_dir()),
         "serving": serving_from_env(),
+        "follow": FollowStore(
+            root=str(state / "follow"),
+            topology="kubernetes",
+            v1_host_for_v2=os.environ.get("CARTRITA_V1_HOST_FOR_V2", ""),
+        ),
     }

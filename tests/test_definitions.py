@@ -18,6 +18,9 @@ DESIGN_CARD_ASSETS = {
     "embeddings_index",
     "integration_report",
 }
+# Follow mode: replication_stream runs in the forward job (materialized only with follow: true);
+# v2_cutover is cutover_job's.
+FOLLOW_ASSETS = {"replication_stream", "v2_cutover"}
 
 
 def test_every_job_schedule_and_sensor_resolves():
@@ -34,7 +37,7 @@ def test_every_job_schedule_and_sensor_resolves():
 def test_forward_job_selects_the_forward_assets():
     job = build_definitions().resolve_job_def("forward_migration_job")
     keys = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
-    assert keys == DESIGN_CARD_ASSETS
+    assert keys == DESIGN_CARD_ASSETS | {"replication_stream"}
 
 
 def test_assets_and_checks_are_described_grouped_and_owned():
@@ -65,8 +68,8 @@ def test_import_connects_to_nothing():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    # + v1_reinstated, v2_backup, v2_pooler, v2_read_replica
-    assert int(out.stdout.strip()) == len(DESIGN_CARD_ASSETS) + 4
+    # + v1_reinstated, v2_backup, v2_pooler, v2_read_replica and follow mode's two
+    assert int(out.stdout.strip()) == len(DESIGN_CARD_ASSETS) + 4 + len(FOLLOW_ASSETS)
 
 
 def test_dagster_definitions_validate():
@@ -98,3 +101,13 @@ def test_v2_backup_job_selects_only_the_v2_backup():
     assert keys == {"v2_backup"}
     schedule = defs.resolve_schedule_def("v2_backup_schedule")
     assert schedule.job_name == "v2_backup_job" and schedule.cron_schedule == "0 3 * * *"
+
+
+def test_follow_mode_jobs_and_sensor():
+    defs = build_definitions()
+    cutover = defs.resolve_job_def("cutover_job")
+    assert {k.to_user_string() for k in cutover.asset_layer.selected_asset_keys} == {"v2_cutover"}
+    lag = defs.resolve_job_def("replication_lag_job")
+    checks = {k.name for k in lag.asset_layer.asset_graph.asset_check_keys}
+    assert "replication_lag_is_small" in checks
+    assert defs.resolve_sensor_def("replication_lag_sensor").job_name == "replication_lag_job"

@@ -177,7 +177,8 @@ def take_backup(
         log: progress lines for the run log.
         min_free_ratio: free disk required, as a multiple of the database size.
         jobs: parallel pg_dump workers and hashing sessions (default: the core count).
-        snapshot: an exported snapshot to read (e.g. a replication slot's); None exports one.
+        snapshot: an exported snapshot to read instead of a new one (follow mode: the one its
+            replication slot exported, so the dump and the change stream meet exactly).
 
     Returns:
         The backup folder and its manifest (also written there).

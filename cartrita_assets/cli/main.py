@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from cartrita_assets.cli import backups as cli_backups
 from cartrita_assets.cli import db as cli_db
+from cartrita_assets.cli import follow as cli_follow
 from cartrita_assets.cli import integration as cli_test
 from cartrita_assets.cli import v2 as cli_v2
 from cartrita_assets.errors import CartritaError
@@ -89,13 +90,21 @@ def _check_v1_env_file() -> None:
 def _forward(args: argparse.Namespace) -> int:
     _check_v1_env_file()
     replace = {"replace_existing_database": args.replace_existing_database}
-    config = {"ops": {"restored_db": {"config": replace}}}
+    config: dict[str, object] = {"ops": {"restored_db": {"config": replace}}}
+    if args.follow:
+        backup = {"follow": True, "replica_identity_full": args.replica_identity_full}
+        config["ops"]["v1_backup"] = {"config": backup}  # type: ignore[index]
     code = _run_job("forward_migration_job", config, args.reports_dir, args.verbose)
     if code != 0 or not args.via_pooler:
         return code
     # the pooler needs the restored database and the application role: only after a green run
     pooler = {"ops": {"v2_pooler": {"config": {"via_pooler": True}}}}
     return _run_job("v2_pooler_job", pooler, args.reports_dir, args.verbose)
+
+
+def _cutover(args: argparse.Namespace) -> int:
+    _check_v1_env_file()
+    return _run_job("cutover_job", {}, args.reports_dir, args.verbose)
 
 
 def _rollback(args: argparse.Namespace) -> int:
@@ -208,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     fwd.add_argument("--via-pooler", action="store_true",
                      help="then start the local PgBouncer (v2_pooler_job) and point .env.v2 "
                           "at it")  # fmt: skip
+    fwd.add_argument("--follow", action="store_true",
+                     help="v2 follows v1 until `cartrita cutover`")  # fmt: skip
+    fwd.add_argument("--replica-identity-full", action="store_true",
+                     help="with --follow: REPLICA IDENTITY FULL on keyless v1 tables")  # fmt: skip
     back = _job_parser(sub, "rollback", "run rollback_job: v1 back as the backup recorded it",
                        _rollback)  # fmt: skip
     back.add_argument("--confirm-overwrite-v1", action="store_true",
@@ -221,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     cli_db.add_parser(sub)
     cli_backups.add_parser(sub)
+    cli_follow.add_parser(sub, _job_parser, _cutover)
     cli_v2.add_parser(sub)
     cli_test.add_parser(sub)
     dev = sub.add_parser(

@@ -9,6 +9,7 @@ FORWARD_ASSETS = [
     "k8s_secrets",
     "pgvector_cluster",
     "restored_db",
+    "replication_stream",  # follow mode only (materializes when v1_backup had follow: true)
     "schema_version",
     "embeddings_index",
     "integration_report",
@@ -101,6 +102,29 @@ v2_backup_job = dg.define_asset_job(
     tags={"cartrita/kind": "v2-backup", **v2_backup_run_tags()},
 )
 
+# Follow mode: the lag job plots the lag; the cutover job switches the application.
+
+replication_lag_job = dg.define_asset_job(
+    "replication_lag_job",
+    selection=dg.AssetSelection.checks_for_assets("replication_stream"),
+    description=(
+        "replication_lag_is_small alone: how far v2 trails v1 in follow mode (bytes and seconds, "
+        "PostgreSQL and Redis; WAL the slot keeps on v1). Run by replication_lag_sensor."
+    ),
+    tags={"cartrita/kind": "replication-lag"},
+)
+
+cutover_job = dg.define_asset_job(
+    "cutover_job",
+    selection=dg.AssetSelection.assets("v2_cutover"),
+    description=(
+        "Follow mode's switch: lag and DDL checked, v1 refuses writes, v2 catches up to v1's "
+        "last position and Redis offset, sequences copied, replication stopped, .env.v2 "
+        "written; then v2's switch-point snapshot is verified against frozen v1."
+    ),
+    tags={"cartrita/kind": "cutover"},
+)
+
 JOBS = [
     forward_migration_job,
     rollback_job,
@@ -109,4 +133,6 @@ JOBS = [
     v2_backup_job,
     v2_pooler_job,
     v2_read_replica_job,
+    replication_lag_job,
+    cutover_job,
 ]

@@ -27,6 +27,13 @@ from cartrita_assets.redaction import new_password, write_private_file
 
 DEMO_DB = "cartrita"
 DEMO_USER = "cartrita"
+# Follow mode streams v1's changes to v2 by logical replication: the demo v1 runs as a v1 set up
+# for it would (in Compose: `command: postgres -c wal_level=logical`), with room for a slot.
+LOGICAL_REPLICATION_CONF = (
+    "wal_level = logical",
+    "max_replication_slots = 10",
+    "max_wal_senders = 10",
+)
 
 
 @dataclass
@@ -61,7 +68,10 @@ class DemoV1:
 
     def servers(self) -> tuple[LocalPostgres, LocalRedis]:
         """The demo's PostgreSQL and Redis servers."""
-        pg = LocalPostgres(self.base_dir / "postgres", self.pg_port, self.durable, self.log)
+        pg = LocalPostgres(
+            self.base_dir / "postgres", self.pg_port, self.durable, self.log,
+            extra_conf=LOGICAL_REPLICATION_CONF,
+        )  # fmt: skip
         rds = LocalRedis(self.base_dir / "redis", self.redis_port, self.log, self.redis_binary())
         return pg, rds
 
@@ -81,6 +91,9 @@ class DemoV1:
         """Start the demo servers, seed them once, and return the demo's v1 settings."""
         pg, rds = self.servers()
         admin = pg.ensure_running()
+        if not _wal_level_is_logical(admin):
+            self.log("Restarting the demo v1 PostgreSQL with wal_level = logical (follow mode)")
+            admin = pg.restart()
         rds.ensure_running()
         if not self.env_file.exists():
             self._write_env_file(rds.settings().password or "")
@@ -133,3 +146,8 @@ class DemoV1:
         keys = dataset.seed_redis(client, self.scale, self.seed)
         self.log(f"Demo v1 seeded: {sum(rows.values())} rows in {len(rows)} tables, "
                  f"{sum(keys.values())} Redis keys")  # fmt: skip
+
+
+def _wal_level_is_logical(admin: PostgresSettings) -> bool:
+    with connect(admin, role="demo v1 PostgreSQL") as conn:
+        return conn.execute("SHOW wal_level").fetchone() == ("logical",)

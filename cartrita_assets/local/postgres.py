@@ -38,6 +38,8 @@ class LocalPostgres:
     port: int
     durable: bool = True
     log: Callable[[str], None] = lambda _msg: None
+    extra_conf: tuple[str, ...] = ()
+    """More ``postgresql.conf`` lines, e.g. ``wal_level = logical`` (they apply at start)."""
 
     @property
     def data_dir(self) -> Path:
@@ -85,6 +87,12 @@ class LocalPostgres:
         cmd = [pg_binary("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"]
         self._run(cmd, "stop PostgreSQL")
         return True
+
+    def restart(self) -> PostgresSettings:
+        """Stop and start again, so settings that apply only at start (``extra_conf``) take
+        effect."""
+        self.stop()
+        return self.ensure_running()
 
     def _ensure_initialised(self) -> None:
         version_file = self.data_dir / "PG_VERSION"
@@ -145,6 +153,7 @@ class LocalPostgres:
         ]
         if not self.durable:
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        lines += list(self.extra_conf)
         conf = self.data_dir / CONF_NAME
         conf.write_text("\n".join(lines) + "\n")
         system.chown_to_server_user(conf)

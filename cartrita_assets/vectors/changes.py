@@ -111,12 +111,20 @@ def install_change_triggers(conn: psycopg.Connection, sources: Iterable[Source])
                 id=sql.Literal(source.id_column),
             )
         )
+        # ALWAYS: rows applied by logical replication (follow mode) run with
+        # session_replication_role = replica, which skips ordinary triggers
+        conn.execute(
+            sql.SQL("ALTER TABLE {rel} ENABLE ALWAYS TRIGGER {trigger}").format(
+                rel=source.relation(), trigger=sql.Identifier(TRIGGER)
+            )
+        )
         done.append(f"{source.name}: installed")
     return done
 
 
 def _current(conn: psycopg.Connection, source: Source) -> tuple[list[str], list[str]] | None:
-    """(sorted column names, arguments) of the source's enabled change trigger, if right."""
+    """(sorted column names, arguments) of the source's change trigger, if right (enabled
+    ALWAYS, so replicated rows are seen too)."""
     row = conn.execute(
         "SELECT t.tgargs, t.tgtype, t.tgenabled, t.tgfoid = %s::regprocedure, "
         "ARRAY(SELECT a.attname::text FROM unnest(t.tgattr::int2[]) k "
@@ -127,7 +135,7 @@ def _current(conn: psycopg.Connection, source: Source) -> tuple[list[str], list[
     if row is None:
         return None
     args, tgtype, enabled, same_function, cols = row
-    if int(tgtype) != _TGTYPE or str(enabled) != "O" or not same_function:
+    if int(tgtype) != _TGTYPE or str(enabled) != "A" or not same_function:
         return None
     names = [a.decode() for a in bytes(args).split(b"\0")[:-1]]
     return sorted(cols), names

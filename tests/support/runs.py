@@ -11,6 +11,7 @@ from cartrita_assets.backup.store import BackupStore
 from cartrita_assets.backup.v2_store import V2BackupStore
 from cartrita_assets.definitions import build_definitions
 from cartrita_assets.resources.embedder import EmbedderResource
+from cartrita_assets.resources.follow import FollowStore
 from cartrita_assets.resources.lock import MigrationLock, release_run_lock
 from cartrita_assets.resources.reports import ReportStore
 from support.demo import v1_source
@@ -102,4 +103,5 @@ def local_resources(demo: Any, v2: Any, folder: Path, base_dir: Path) -> dict[st
         # the real local model; the run's cache spares re-embedding the same demo texts
         "embedder": EmbedderResource(cache_path=str(base_dir / "embedding-cache.sqlite")),
         "reports": ReportStore(root=str(folder / "reports")),
+        "follow": FollowStore(root=str(folder / "follow")),
     }

@@ -10,6 +10,7 @@ from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.backup.assets import v1_backup
 from cartrita_assets.defs.cluster.assets import pgvector_cluster
 from cartrita_assets.defs.common import OWNERS, current_backup, progress, user_errors
+from cartrita_assets.defs.follow.facts import following
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.restore.steps import restore_postgres, restore_redis, verify_backup
@@ -51,7 +52,12 @@ def restored_db(
         with ThreadPoolExecutor(max_workers=1) as beside:
             # v2's Redis is written while pg_restore runs: the two share no server
             redis_job = None
-            if manifest.redis is not None:
+            redis_restored, redis_paths = 0, "v1 has no Redis"
+            if following(context):
+                # v2 Redis becomes v1's replica in replication_stream: a full sync, then every
+                # write
+                redis_paths = "left to replication (follow mode: v2 REPLICAOF v1)"
+            elif manifest.redis is not None:
                 redis_job = beside.submit(
                     restore_redis, v2.redis(), folder, log, config.redis_copy_path,
                     manifest.redis.server_version, sum(manifest.redis.keys_per_db.values()),
@@ -60,7 +66,6 @@ def restored_db(
                 v2.admin(), folder, manifest, app,
                 log=log, replace_existing=config.replace_existing_database, jobs=backups.dump_jobs,
             )  # fmt: skip
-            redis_restored, redis_paths = 0, "v1 has no Redis"
             if redis_job is not None:
                 summary = redis_job.result()
                 redis_restored = summary.restored

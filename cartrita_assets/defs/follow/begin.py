@@ -1,0 +1,67 @@
+"""v1_backup in follow mode: the slot first, then the backup inside the slot's snapshot."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from cartrita_assets.backup.manifest import Manifest
+from cartrita_assets.backup.snapshot import take_backup
+from cartrita_assets.backup.store import BackupStore
+from cartrita_assets.cluster.v2 import V2Target
+from cartrita_assets.defs.common import progress
+from cartrita_assets.envfile import V1Settings
+from cartrita_assets.follow import ledger as ledgers
+from cartrita_assets.follow import steps
+from cartrita_assets.resources.follow import FollowStore
+
+
+class BackupConfig(dg.Config):
+    """Run-time knobs of v1_backup."""
+
+    follow: bool = False
+    """Follow mode: v2 keeps following v1 (logical replication, Redis REPLICAOF) from this
+    backup's snapshot until ``cutover_job``; the application keeps running meanwhile."""
+    replica_identity_full: bool = False
+    """Consent to set REPLICA IDENTITY FULL on v1 tables without a primary key (follow mode;
+    removed again by the cutover or ``cartrita follow abort``)."""
+
+
+def backup_in_follow_mode(
+    context: dg.AssetExecutionContext,
+    config: BackupConfig,
+    settings: V1Settings,
+    source: dict[str, str],
+    backups: BackupStore,
+    follow: FollowStore,
+    v2: V2Target,
+) -> tuple[Path, Manifest, dict[str, object]]:
+    """Preflight, publication, slot; the backup reads the slot's exported snapshot while the
+    replication connection that exported it stays open. Returns the folder, the manifest and
+    the follow-mode metadata (what was created on v1)."""
+    log = progress(context)
+    with steps.begin(
+        settings,
+        follow.path(),
+        full_identity_consent=config.replica_identity_full,
+        topology=follow.topology,
+        log=log,
+        v2_admin=v2.admin,
+        v2_redis=lambda: v2.redis() if settings.redis else None,
+    ) as (slot, ledger):
+        folder, manifest = take_backup(
+            settings, backups.path(), source=source, log=log,
+            min_free_ratio=backups.min_free_ratio, jobs=backups.dump_jobs,
+            snapshot=slot.snapshot,
+        )  # fmt: skip
+        ledger.backup_id = manifest.backup_id
+    ledgers.save(follow.path(), ledger)
+    return (
+        folder,
+        manifest,
+        {
+            "follow": True,
+            "follow_slot": slot.name,
+            "follow_start_lsn": slot.consistent_lsn,
+            "follow_v1_objects": "; ".join(ledger.v1_objects()),
+        },
+    )
