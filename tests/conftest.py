@@ -19,13 +19,14 @@ from support import groups
 from support.demo import running_demo
 from support.ports import free_port
 from support.runs import local_resources
-from support.scratch import scratch_root, use_scratch_root
+from support.scratch import scratch_root, share_run_dir, use_scratch_root
 from support.servers import SessionV2
 
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.demo.servers import DemoV1
 
 PHASES = pytest.StashKey[dict[str, pytest.TestReport]]()
+RUN_DIR = pytest.StashKey[Path | None]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -34,6 +35,14 @@ def pytest_configure(config: pytest.Config) -> None:
     root = scratch_root()
     if root is not None:
         use_scratch_root(root)
+    config.stash[RUN_DIR] = share_run_dir()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The run-wide folder goes with the run (its first process made it)."""
+    shared = config.stash.get(RUN_DIR, None)
+    if shared is not None:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.ports import free_port
+from support.scratch import embedding_cache
 
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.pg.connect import connect
@@ -30,7 +31,7 @@ def test_forward_from_a_v1_env_file_writes_a_summary(demo_v1, test_dir, base_dir
         "CARTRITA_STATE_DIR": str(test_dir / "state"),
         "CARTRITA_V2_PG_PORT": str(free_port()),
         "CARTRITA_V2_REDIS_PORT": str(free_port()),
-        "CARTRITA_EMBEDDING_CACHE": str(base_dir / "embedding-cache.sqlite"),
+        "CARTRITA_EMBEDDING_CACHE": str(embedding_cache(base_dir)),
     }
     env.pop("DAGSTER_HOME", None)
     cartrita = str(Path(os.sys.executable).parent / "cartrita")

@@ -13,6 +13,7 @@ import numpy as np
 import psycopg
 import pytest
 from support.runs import check_results, materialized
+from support.scratch import embedding_cache
 from support.servers import SessionV2
 
 from cartrita_assets.backup.store import BackupStore
@@ -68,7 +69,7 @@ def ops_resources(v2: LocalV2Target, test_dir: Path, base_dir: Path) -> dict:
         "backups": BackupStore(root=str(test_dir / "backups")),
         "migration_lock": MigrationLock(path=str(test_dir / "migration.lock")),
         "v2_backups": V2BackupStore(root=str(test_dir / "v2-backups")),
-        "embedder": EmbedderResource(cache_path=str(base_dir / "embedding-cache.sqlite")),
+        "embedder": EmbedderResource(cache_path=str(embedding_cache(base_dir))),
     }
 
 

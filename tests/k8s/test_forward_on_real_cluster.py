@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from support.kube_env import KubeEnv, kube_env
 from support.runs import check_results, event_log_text, failure_messages, run_job
+from support.scratch import embedding_cache
 
 from cartrita_assets.cluster.k8s.cluster import KubernetesCluster
 
@@ -111,7 +112,7 @@ def test_forward_again_rollback_forward(
     namespace, app_keys, demo_v1, test_dir, base_dir, kubeconfig, cluster, control_plane,
     instance, monkeypatch,
 ):  # fmt: skip
-    cache = base_dir / "embedding-cache.sqlite"
+    cache = embedding_cache(base_dir)
     with kube_env(test_dir, demo_v1.env_file, kubeconfig, monkeypatch, namespace=namespace,
                   app_keys=app_keys, embedding_cache=cache) as env:  # fmt: skip
         assert env.namespace == (namespace or "data-stack")

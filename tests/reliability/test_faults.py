@@ -14,6 +14,7 @@ import pytest
 from support.demo import v1_source
 from support.faults import Watcher, crash_server, kill
 from support.runs import check_results, failure_messages, run_job
+from support.scratch import embedding_cache
 
 from cartrita_assets.backup.manifest import Manifest
 from cartrita_assets.cluster.v2 import LocalV2Target
@@ -89,7 +90,7 @@ def _cli_env(resources, test_dir: Path, own_v1) -> dict[str, str]:
         CARTRITA_V2_PG_PORT=str(resources["v2"].pg_port),
         CARTRITA_V2_REDIS_PORT=str(resources["v2"].redis_port),
         DAGSTER_HOME=str(test_dir / "home"),
-        CARTRITA_EMBEDDING_CACHE=str(test_dir.parent.parent / "embedding-cache.sqlite"),
+        CARTRITA_EMBEDDING_CACHE=str(embedding_cache(test_dir.parent.parent)),
     )
     (test_dir / "home").mkdir(exist_ok=True)
     return env

@@ -15,6 +15,7 @@ from cartrita_assets.resources.follow import FollowStore
 from cartrita_assets.resources.lock import MigrationLock, release_run_lock
 from cartrita_assets.resources.reports import ReportStore
 from support.demo import v1_source
+from support.scratch import embedding_cache
 
 
 def run_job(
@@ -101,7 +102,7 @@ def local_resources(demo: Any, v2: Any, folder: Path, base_dir: Path) -> dict[st
         "migration_lock": MigrationLock(path=str(folder / "migration.lock")),
         "v2_backups": V2BackupStore(root=str(folder / "v2-backups")),
         # the real local model; the run's cache spares re-embedding the same demo texts
-        "embedder": EmbedderResource(cache_path=str(base_dir / "embedding-cache.sqlite")),
+        "embedder": EmbedderResource(cache_path=str(embedding_cache(base_dir))),
         "reports": ReportStore(root=str(folder / "reports")),
         "follow": FollowStore(root=str(folder / "follow")),
     }

@@ -52,3 +52,30 @@ def use_scratch_root(root: Path) -> None:
     tempfile.tempdir = str(root)
     os.environ["TMPDIR"] = str(root)
     os.environ[TMPDIR_ENV] = str(root)
+
+
+RUN_DIR_ENV = "CARTRITA_TEST_RUN_DIR"
+
+
+def share_run_dir() -> Path | None:
+    """In the run's first process (the pytest-xdist controller, or a serial run): a 0755 folder
+    every worker of this run shares, named in ``CARTRITA_TEST_RUN_DIR`` so the workers, which
+    inherit the environment, find it. None in a worker (the controller made it). The caller
+    removes it at the end of the run.
+
+    It holds what is the same for every worker and costly to make: the local model's embedding
+    cache (the demo's texts are embedded once per run, not once per worker; the cache is SQLite in
+    WAL mode, safe for concurrent writers)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return None
+    path = Path(tempfile.mkdtemp(prefix="cartrita-run-"))
+    path.chmod(0o755)
+    os.environ[RUN_DIR_ENV] = str(path)
+    return path
+
+
+def embedding_cache(fallback_dir: Path) -> Path:
+    """The run-wide embedding cache file (see ``share_run_dir``); in ``fallback_dir`` when the
+    run has no shared folder (a test process started outside pytest's configure)."""
+    shared = os.environ.get(RUN_DIR_ENV, "").strip()
+    return Path(shared or fallback_dir) / "embedding-cache.sqlite"
