@@ -21,17 +21,14 @@ from typing import Any
 import dagster as dg
 import psycopg
 
-from cartrita_assets.backup.store import BackupStore
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.definitions import build_definitions
 from cartrita_assets.demo.servers import DemoV1
 from cartrita_assets.demo.writers import Writers, create_tables, lost_redis_keys, missing_in_v2
+from cartrita_assets.environments import folder_resources
 from cartrita_assets.local.system import free_port
 from cartrita_assets.redis_copy.client import client_for
-from cartrita_assets.resources.embedder import EmbedderResource
-from cartrita_assets.resources.follow import FollowStore
-from cartrita_assets.resources.lock import MigrationLock, release_run_lock
-from cartrita_assets.resources.reports import ReportStore
+from cartrita_assets.resources.lock import release_run_lock
 from cartrita_assets.resources.v1 import V1Source
 
 FOLLOW = {"ops": {"v1_backup": {"config": {"follow": True, "replica_identity_full": True}}}}
@@ -73,17 +70,10 @@ def one_scale(scale: int, writers: int, stream_s: float) -> dict[str, Any]:
     work.chmod(0o755)
     demo = DemoV1(work / "v1", free_port(), free_port(), scale=scale, log=print)
     v2 = LocalV2Target(base_dir=str(work / "v2"), pg_port=free_port(), redis_port=free_port())
-    resources = {
-        "v1": V1Source(default_env_file=str(work / "none.env"), demo_dir=str(demo.base_dir),
+    v1 = V1Source(default_env_file=str(work / "none.env"), demo_dir=str(demo.base_dir),
                        demo_pg_port=demo.pg_port, demo_redis_port=demo.redis_port,
-                       demo_scale=scale),
-        "v2": v2,
-        "backups": BackupStore(root=str(work / "backups")),
-        "migration_lock": MigrationLock(path=str(work / "lock")),
-        "embedder": EmbedderResource(),
-        "reports": ReportStore(root=str(work / "reports")),
-        "follow": FollowStore(root=str(work / "follow")),
-    }  # fmt: skip
+                       demo_scale=scale)  # fmt: skip
+    resources = folder_resources(work, v1, v2)
     try:
         settings = demo.ensure()
         create_tables(settings)

@@ -24,19 +24,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from cartrita_assets.backup.store import BackupStore
-from cartrita_assets.backup.v2_store import V2BackupStore
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.definitions import build_definitions
 from cartrita_assets.defs.jobs import FORWARD_ASSETS
 from cartrita_assets.demo.servers import DemoV1
+from cartrita_assets.environments import folder_resources
 from cartrita_assets.local.system import free_port
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.pg.tools import run_tool
-from cartrita_assets.resources.embedder import EmbedderResource
-from cartrita_assets.resources.follow import FollowStore
-from cartrita_assets.resources.lock import MigrationLock, release_run_lock
-from cartrita_assets.resources.reports import ReportStore
+from cartrita_assets.resources.lock import release_run_lock
 from cartrita_assets.resources.v1 import V1Source
 
 
@@ -117,18 +113,10 @@ def main() -> None:
     work.chmod(0o755)
     demo = DemoV1(work / "v1", free_port(), free_port(), scale=args.scale, log=print)
     v2 = LocalV2Target(base_dir=str(work / "v2"), pg_port=free_port(), redis_port=free_port())
-    resources = {
-        "v1": V1Source(default_env_file=str(work / "none.env"), demo_dir=str(demo.base_dir),
+    v1 = V1Source(default_env_file=str(work / "none.env"), demo_dir=str(demo.base_dir),
                        demo_pg_port=demo.pg_port, demo_redis_port=demo.redis_port,
-                       demo_scale=args.scale),
-        "v2": v2,
-        "backups": BackupStore(root=str(work / "backups")),
-        "migration_lock": MigrationLock(path=str(work / "lock")),
-        "v2_backups": V2BackupStore(root=str(work / "v2-backups")),
-        "embedder": EmbedderResource(),
-        "reports": ReportStore(root=str(work / "reports")),
-        "follow": FollowStore(root=str(work / "follow")),
-    }  # fmt: skip
+                       demo_scale=args.scale)  # fmt: skip
+    resources = folder_resources(work, v1, v2)
     try:
         settings = demo.ensure()
         v2.ensure_running(print)

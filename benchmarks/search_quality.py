@@ -56,9 +56,9 @@ from pgvector.psycopg import register_vector
 
 from cartrita_assets.embeddings.cache import CachedEmbedder
 from cartrita_assets.embeddings.embedders import LocalEmbedder
+from cartrita_assets.environments import state_dir
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.system import free_port
-from cartrita_assets.paths import state_dir
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.vectors import tuning
 from cartrita_assets.vectors.indexing import EXACT_BELOW, ensure_indexes

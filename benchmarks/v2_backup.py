@@ -25,16 +25,14 @@ from types import ModuleType
 
 import dagster as dg
 
-from cartrita_assets.backup.store import BackupStore
 from cartrita_assets.backup.v2_store import V2BackupStore
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.definitions import build_definitions
 from cartrita_assets.demo.servers import DemoV1
+from cartrita_assets.environments import folder_resources
 from cartrita_assets.local.system import free_port
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.resources.embedder import EmbedderResource
-from cartrita_assets.resources.lock import MigrationLock, release_run_lock
-from cartrita_assets.resources.reports import ReportStore
+from cartrita_assets.resources.lock import release_run_lock
 from cartrita_assets.resources.v1 import V1Source
 
 DATA_PATH = ("v1_backup", "k8s_secrets", "pgvector_cluster", "restored_db")
@@ -85,17 +83,11 @@ def main() -> None:
     demo = DemoV1(work / "v1", free_port(), free_port(), scale=args.scale, log=print)
     v2 = LocalV2Target(base_dir=str(work / "v2"), pg_port=free_port(), redis_port=free_port())
     store = V2BackupStore(root=str(work / "v2-backups"), keep=1, max_age_days=0)
-    resources = {
-        "v1": V1Source(default_env_file=str(work / "none.env"), demo_dir=str(demo.base_dir),
+    v1 = V1Source(default_env_file=str(work / "none.env"), demo_dir=str(demo.base_dir),
                        demo_pg_port=demo.pg_port, demo_redis_port=demo.redis_port,
-                       demo_scale=args.scale),
-        "v2": v2,
-        "backups": BackupStore(root=str(work / "backups")),
-        "migration_lock": MigrationLock(path=str(work / "lock")),
-        "v2_backups": store,
-        "embedder": EmbedderResource(),
-        "reports": ReportStore(root=str(work / "reports")),
-    }  # fmt: skip
+                       demo_scale=args.scale)  # fmt: skip
+    resources = folder_resources(work, v1, v2)
+    resources["v2_backups"] = store
     steps = _sibling("forward_migration").step_seconds
     try:
         demo.ensure()

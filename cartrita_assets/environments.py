@@ -223,6 +223,31 @@ def build_resources(env: str | None = None, state: Path | None = None) -> dict[s
     }
 
 
+def folder_resources(
+    folder: Path, v1: V1Source, v2: Any, embedder: EmbedderResource | None = None
+) -> dict[str, Any]:
+    """Every resource the graph needs for a ``v1`` and ``v2`` the caller built, with everything
+    else (backups, lock, v2 backups, reports, follow ledger) kept under ``folder``. Reads no
+    setting: for benchmarks, tests and scripted runs that start their own servers.
+
+    Args:
+        folder: where the run's files go.
+        v1: the v1 source.
+        v2: the v2 target (a ``LocalV2Target`` or ``KubernetesV2Target``).
+        embedder: the embedding model (default: the local model with no cache).
+    """
+    return {
+        "v1": v1,
+        "v2": v2,
+        "backups": BackupStore(root=str(folder / "backups")),
+        "migration_lock": MigrationLock(path=str(folder / "migration.lock")),
+        "v2_backups": V2BackupStore(root=str(folder / "v2-backups")),
+        "embedder": embedder or EmbedderResource(),
+        "reports": ReportStore(root=str(folder / "reports")),
+        "follow": FollowStore(root=str(folder / "follow")),
+    }
+
+
 def serving_from_env() -> ServingResource:
     """The local pooler and replica: ``CARTRITA_V2_POOLER_PORT`` (default 32434),
     ``CARTRITA_V2_REPLICA_PORT`` (32433), ``CARTRITA_PGBOUNCER`` (default: Debian's binary)."""

@@ -100,20 +100,24 @@ def test_dagster_dev_loads_the_whole_graph(test_dir, tool):
         assert node["description"] and node["groupName"] != "default", name
         assert node["kinds"] and node["owners"], name
     checks = {c["name"]: c for n in assets.values() for c in n["assetChecksOrError"]["checks"]}
-    expected_checks = {key.name for c in defs.asset_checks or [] for key in c.check_keys}
+    expected_checks = {key.name for c in defs.asset_checks or [] for key in c.check_keys} | {
+        key.name for a in defs.assets or [] for key in getattr(a, "check_keys", ())
+    }  # checks declared on their asset (v2_cutover's) as well as on their own
     assert set(checks) == expected_checks and len(checks) >= 20
     assert all(c["description"] for c in checks.values())
     (repo,) = data["repositoriesOrError"]["nodes"]
     jobs = {j["name"]: j for j in repo["jobs"] if j["name"] != "__ASSET_JOB"}
-    assert set(jobs) == {
-        "forward_migration_job", "rollback_job", "reindex_embeddings_job", "v2_health_checks_job"
-    }  # fmt: skip
+    assert set(jobs) == {job.name for job in defs.jobs or []}
+    assert {"forward_migration_job", "rollback_job", "cutover_job", "v2_backup_job"} <= set(jobs)
     assert all(j["description"] for j in jobs.values())
     sensors = {x["name"]: x for x in repo["sensors"]}
     assert set(sensors) == {
-        "stale_embeddings_sensor", "index_volume_sensor",
+        "stale_embeddings_sensor", "index_volume_sensor", "replication_lag_sensor",
         "check_failure_alert_sensor", "run_failure_alert_sensor",
     }  # fmt: skip
     assert all(x["description"] for x in sensors.values())
     schedules = {x["name"]: x["cronSchedule"] for x in repo["schedules"]}
-    assert schedules == {"v2_health_checks_schedule": "0 * * * *"}
+    assert schedules == {
+        "v2_health_checks_schedule": "0 * * * *",
+        "v2_backup_schedule": "0 3 * * *",
+    }

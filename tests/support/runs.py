@@ -7,13 +7,10 @@ from typing import Any
 
 import dagster as dg
 
-from cartrita_assets.backup.store import BackupStore
-from cartrita_assets.backup.v2_store import V2BackupStore
 from cartrita_assets.definitions import build_definitions
+from cartrita_assets.environments import folder_resources
 from cartrita_assets.resources.embedder import EmbedderResource
-from cartrita_assets.resources.follow import FollowStore
-from cartrita_assets.resources.lock import MigrationLock, release_run_lock
-from cartrita_assets.resources.reports import ReportStore
+from cartrita_assets.resources.lock import release_run_lock
 from support.demo import v1_source
 from support.scratch import embedding_cache
 
@@ -95,14 +92,6 @@ def materialize(
 
 def local_resources(demo: Any, v2: Any, folder: Path, base_dir: Path) -> dict[str, Any]:
     """The local environment's resources, wired to ``demo`` (v1), ``v2`` and ``folder``."""
-    return {
-        "v1": v1_source(demo),
-        "v2": v2,
-        "backups": BackupStore(root=str(folder / "backups")),
-        "migration_lock": MigrationLock(path=str(folder / "migration.lock")),
-        "v2_backups": V2BackupStore(root=str(folder / "v2-backups")),
-        # the real local model; the run's cache spares re-embedding the same demo texts
-        "embedder": EmbedderResource(cache_path=str(embedding_cache(base_dir))),
-        "reports": ReportStore(root=str(folder / "reports")),
-        "follow": FollowStore(root=str(folder / "follow")),
-    }
+    # the real local model; the run's cache spares re-embedding the same demo texts
+    embedder = EmbedderResource(cache_path=str(embedding_cache(base_dir)))
+    return folder_resources(folder, v1_source(demo), v2, embedder)

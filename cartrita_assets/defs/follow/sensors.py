@@ -14,8 +14,16 @@ from cartrita_assets.resources.follow import FollowStore
 from cartrita_assets.resources.v1 import V1Source
 
 
-@dg.sensor(job_name="replication_lag_job", minimum_interval_seconds=60,
-           default_status=dg.DefaultSensorStatus.RUNNING)  # fmt: skip
+@dg.sensor(
+    job_name="replication_lag_job",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "While follow mode streams v1 to v2, runs replication_lag_job every minute (the lag as "
+        "check metadata the UI plots) and warns when v2 falls further behind or a limit is "
+        "passed; skips when nothing follows."
+    ),
+)
 def replication_lag_sensor(
     context: dg.SensorEvaluationContext, v1: V1Source, follow: FollowStore
 ) -> dg.SensorResult | dg.SkipReason:
