@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,14 +222,17 @@ def test_replica_receives_a_primary_write_and_serves_the_same_results(served: Se
         expected = search_results(primary, [query])
     assert any(len(ids) for ids in expected["similarity_search"])
     with connect(standby_app, role="test") as standby:
-        deadline_rows = None
-        for _ in range(2000):
-            deadline_rows = standby.execute(
+        # a deadline in time, not in polls: the test server commits with synchronous_commit off,
+        # so the WAL may reach the replica only after the WAL writer's next round (~200 ms)
+        rows, deadline = None, time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = standby.execute(
                 "SELECT count(*) FROM embeddings WHERE source_table = 'serving_probe'"
             ).fetchone()
-            if deadline_rows and deadline_rows[0] == 1:
+            if rows and rows[0] == 1:
                 break
-        assert deadline_rows == (1,), "the primary's write never reached the replica"
+            time.sleep(0.01)
+        assert rows == (1,), "the primary's write did not reach the replica within 30 s"
         assert search_results(standby, [query]) == expected
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             standby.execute("DELETE FROM embeddings WHERE source_table = 'serving_probe'")
