@@ -40,6 +40,9 @@ class PostgresPart:
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
     # the snapshot's xmin horizon (64-bit xid); absent in manifests written before it was recorded
     snapshot_xmin: int | None = None
+    # how the table hashes were computed (inventory.HASH_METHODS); manifests written before the
+    # binary hash lack it and hashed the rows' text
+    hash_method: str = "text"
 
 
 @dataclass

@@ -335,6 +335,7 @@ def _backup_postgres(
         pg_dump_version=_pg_dump_version(),
         files=checksum_tree(folder / DUMP_NAME, folder),
         snapshot_xmin=horizon,
+        hash_method=inventory.HASH_METHOD,
         **db,
     )
 

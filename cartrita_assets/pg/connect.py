@@ -17,6 +17,8 @@ CANONICAL_SESSION = {
     "bytea_output": "hex",
     "lc_monetary": "C",
     "search_path": "pg_catalog",
+    # the binary row hash sends text columns in the client encoding: the same on every server
+    "client_encoding": "UTF8",
 }
 
 

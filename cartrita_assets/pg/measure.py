@@ -18,7 +18,7 @@ import contextlib
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 import psycopg
@@ -76,11 +76,17 @@ def snapshot_session(
         conn.close()
 
 
-def _plan(conn: psycopg.Connection, jobs: int) -> tuple[list[_Part], int]:
-    """Work units, largest first, and the estimated total rows (for progress)."""
+def _plan(
+    conn: psycopg.Connection, jobs: int, only: Collection[str] | None, method: str
+) -> tuple[list[_Part], int, dict[tuple[str, str], sql.Composed]]:
+    """Work units, largest first, the estimated total rows (for progress), and each table's
+    hash query."""
     tables = inventory.list_tables(conn)
+    if only is not None:
+        tables = [(s, t) for s, t in tables if qualified(s, t) in only]
     if not tables:
-        return [], 0
+        return [], 0, {}
+    queries = inventory.hash_queries(conn, tables, method)
     split_ok = conn.info.server_version >= 140000 and jobs > 1
     sizes = conn.execute(
         "SELECT n.nspname, c.relname, pg_relation_size(c.oid) / current_setting('block_size')::int,"
@@ -103,11 +109,10 @@ def _plan(conn: psycopg.Connection, jobs: int) -> tuple[list[_Part], int]:
         else:
             parts.append((n, _Part(schema, table)))
     parts.sort(key=lambda p: -p[0])
-    return [p for _, p in parts], estimate
+    return [p for _, p in parts], estimate, queries
 
 
-def _part_query(part: _Part) -> sql.Composed:
-    query = sql.SQL(inventory.HASH_SQL).format(table=sql.Identifier(part.schema, part.table))
+def _part_query(part: _Part, query: sql.Composed) -> sql.Composed:
     conds = []
     if part.first_block is not None and part.first_block > 0:
         conds.append(sql.SQL("t.ctid >= {}::tid").format(sql.Literal(f"({part.first_block},0)")))
@@ -128,6 +133,8 @@ def table_states(
     jobs: int | None = None,
     log: Log = lambda _m: None,
     label: str = "hashing",
+    only: Collection[str] | None = None,
+    method: str = inventory.HASH_METHOD,
 ) -> dict[str, TableState]:
     """Rows and content hash of every user table, measured by ``jobs`` parallel sessions.
 
@@ -140,12 +147,15 @@ def table_states(
         jobs: parallel sessions (default: the core count).
         log: progress lines (rows done, rate, ETA at least every 10 s).
         label: the progress lines' prefix.
+        only: measure just these tables (``schema.table`` names); None: every user table.
+        method: how rows are hashed (:data:`inventory.HASH_METHODS`); a comparison with a
+            manifest uses the manifest's.
     """
     jobs = jobs or default_jobs()
     with snapshot_session(
         settings, role=role, snapshot=snapshot, read_only=read_only, dbname=dbname
     ) as conn:
-        parts, estimate = _plan(conn, jobs)
+        parts, estimate, queries = _plan(conn, jobs, only, method)
         names = [(p.schema, p.table) for p in parts]
         counts: dict[tuple[str, str], list[int]] = {n: [0, 0] for n in names}
         if not parts:
@@ -171,7 +181,9 @@ def table_states(
                             part = work.get_nowait()
                         except queue.Empty:
                             return
-                        rows, digest = session.execute(_part_query(part)).fetchone()  # type: ignore[misc]
+                        rows, digest = session.execute(
+                            _part_query(part, queries[(part.schema, part.table)])
+                        ).fetchone()  # type: ignore[misc]
                         with lock:
                             total = counts[(part.schema, part.table)]
                             total[0] += int(rows)
@@ -251,6 +263,7 @@ def v1_changes(
     *,
     jobs: int | None = None,
     log: Log = lambda _m: None,
+    method: str = inventory.HASH_METHOD,
 ) -> V1Changes:
     """Tables of v1 whose rows or content differ from ``recorded`` (the manifest's).
 
@@ -266,7 +279,9 @@ def v1_changes(
         if not why:
             return V1Changes([], "xmin horizon")
     log(f"v1 may have changed since the backup ({why}): hashing every table to compare")
-    now = table_states(settings, role="v1 PostgreSQL", jobs=jobs, log=log, label="v1 hashing")
+    now = table_states(
+        settings, role="v1 PostgreSQL", jobs=jobs, log=log, label="v1 hashing", method=method
+    )
     changed = sorted(n for n in set(now) | set(recorded) if now.get(n) != recorded.get(n))
     return V1Changes(changed, f"full hash ({why})")
 

@@ -68,7 +68,7 @@ def run_restore_test(
     try:
         restore_scratch(admin, folder, manifest, result.scratch_database, log, jobs)
         with connect(admin, role="v2 PostgreSQL", dbname=result.scratch_database) as conn:
-            tables = inventory.table_states(conn)
+            tables = inventory.table_states(conn, method=manifest.postgres.hash_method)
             sequences = inventory.sequence_states(conn)
         result.problems += compare(manifest, tables, sequences)
         result.tables, result.sequences = len(tables), len(sequences)

@@ -191,9 +191,10 @@ def _check_replaceable(
         )
     # Only v1's tables count: the v2 schema (migrations, embeddings) adds tables of its own, and
     # an application writing to v2 writes to v1's tables.
-    recorded = Manifest.load(previous).postgres.tables
+    recorded_part = Manifest.load(previous).postgres
+    recorded = recorded_part.tables
     with connect(admin, role="v2 PostgreSQL", dbname=target) as conn:
-        now = inventory.table_states(conn)
+        now = inventory.table_states(conn, method=recorded_part.hash_method)
     changed = any(now.get(name) != state for name, state in recorded.items())
     if changed:
         raise PreflightError(

@@ -175,6 +175,32 @@ def test_a_manifest_without_a_horizon_is_checked_by_the_full_hash(own_db):
     assert measure.v1_changes(own_db, recorded.tables, None, jobs=2).changed == ["public.notes"]
 
 
+def test_an_older_manifest_hashed_as_text_is_compared_as_text(own_db):
+    """Manifests written before the binary hash hold text hashes (and no ``hash_method``): they
+    load as ``text`` and are compared by hashing the rows' text again."""
+    with connect(own_db, role="test") as conn:
+        text_tables = inventory.table_states(conn, method="text")
+        assert text_tables != inventory.table_states(conn)  # the two methods are not mixed up
+    assert Manifest.from_dict(_manifest_without_method(text_tables)).postgres.hash_method == "text"
+    found = measure.v1_changes(own_db, text_tables, None, jobs=2, method="text")
+    assert found.changed == []
+    with connect(own_db, role="test") as conn:
+        conn.execute("UPDATE notes SET body = 'changed' WHERE id = 2")
+    changed = measure.v1_changes(own_db, text_tables, None, jobs=2, method="text").changed
+    assert changed == ["public.notes"]
+
+
+def _manifest_without_method(tables: dict[str, inventory.TableState]) -> dict[str, object]:
+    """A manifest as written before ``hash_method`` was recorded."""
+    postgres = {
+        "server_version": "16", "major": 16, "database": "d", "owner": "o", "encoding": "UTF8",
+        "collate": "C", "size_bytes": 0, "extensions": {}, "roles": {}, "sequences": {},
+        "tables": {k: {"rows": v.rows, "content_hash": v.content_hash} for k, v in tables.items()},
+        "snapshot": "s", "pg_dump_version": "16",
+    }  # fmt: skip
+    return {"backup_id": "b", "created_at": "c", "source": {}, "postgres": postgres, "redis": None}
+
+
 def test_a_horizon_from_an_older_xid_epoch_never_vouches(own_db):
     recorded = _record(own_db)
     # 2^32 transactions earlier: the same 32-bit xid, a different epoch
@@ -210,3 +236,62 @@ def test_backup_inside_a_given_snapshot_dumps_and_hashes_that_snapshot(own_db, t
     # the delete came after the snapshot: the horizon check sees it
     found = measure.v1_changes(own_db, manifest.postgres.tables, horizon, jobs=2)
     assert found.changed == ["public.notes"]
+
+
+ODD_TYPES = """
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN short_text AS text CHECK (length(VALUE) < 100);
+CREATE TYPE pair AS (a int, b text);
+CREATE TABLE odd (id int PRIMARY KEY, m mood, ms mood[], d short_text, p pair, v vector(2),
+                  f float8, n numeric, j jsonb, tags text[], r int4range, b bytea);
+CREATE TABLE no_columns ();
+INSERT INTO odd VALUES
+  (1, 'ok', '{sad,happy}', 'x', ROW(1, 'a'), '[1,2]', 0.0, 1.0, '{"a": 1}', '{a,b}', '[1,5)', ''),
+  (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+  (3, 'happy', '{}', '', ROW(NULL, ''), '[1e-45,-0]', 'NaN', 'Infinity', 'null', '{NULL}',
+   'empty', '\\x00');
+INSERT INTO no_columns DEFAULT VALUES;
+"""
+
+
+def _odd_db(admin: PostgresSettings, name: str, decoys: int) -> PostgresSettings:
+    """A database holding ``ODD_TYPES``; ``decoys`` types created first shift every OID."""
+    with connect(admin, role="test", dbname="postgres") as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    settings = replace(admin, dbname=name)
+    with connect(settings, role="test") as conn:
+        for i in range(decoys):
+            conn.execute(f"CREATE TYPE decoy_{i} AS ENUM ('x')")
+        conn.execute("CREATE EXTENSION vector")
+        conn.execute(ODD_TYPES)
+    return settings
+
+
+def test_the_binary_hash_is_equal_across_databases_and_sees_every_bit(demo_v1) -> None:
+    """Extension types, enums, domains, composites and arrays of them get different OIDs in two
+    databases; the binary hash of the same rows is still equal, and it tells 0.0 from -0.0 and
+    1.0 from 1.00 (a text-free, exact comparison); every method agrees on what differs."""
+    admin = demo_v1.ensure().postgres
+    first, second = _odd_db(admin, "oddhash_a", 0), _odd_db(admin, "oddhash_b", 3)
+    try:
+        with connect(first, role="test") as a, connect(second, role="test") as b:
+            oid = "SELECT 'mood'::regtype::oid"
+            assert a.execute(oid).fetchone() != b.execute(oid).fetchone()
+            for method in inventory.HASH_METHODS:
+                assert inventory.table_states(a, method=method) == inventory.table_states(
+                    b, method=method
+                ), method
+            assert measure.table_states(first, role="test", jobs=2) == inventory.table_states(a)
+            assert inventory.table_states(a)["public.no_columns"].rows == 1
+            before = inventory.table_states(b)
+            b.execute("UPDATE public.odd SET f = '-0' WHERE id = 1")  # same number, other bits
+            assert inventory.table_states(b)["public.odd"] != before["public.odd"]
+            b.execute("UPDATE public.odd SET f = 0.0, n = 1.00 WHERE id = 1")  # 1.0 and 1.00 differ
+            assert inventory.table_states(b)["public.odd"] != before["public.odd"]
+            b.execute("UPDATE public.odd SET n = 1.0 WHERE id = 1")
+            assert inventory.table_states(b) == before
+    finally:
+        with connect(admin, role="test", dbname="postgres") as conn:
+            for name in ("oddhash_a", "oddhash_b"):
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -56,7 +56,7 @@ def postgres_matches_v1(
         admin = v2.admin(manifest.postgres.database)
         tables = measure.table_states(
             admin, role="v2 PostgreSQL", jobs=backups.dump_jobs, log=progress(context),
-            label="v2 hashing",
+            label="v2 hashing", method=manifest.postgres.hash_method,
         )  # fmt: skip
         with connect(admin, role="v2 PostgreSQL") as conn:
             sequences = inventory.sequence_states(conn)
@@ -187,6 +187,7 @@ def v1_unchanged_since_backup(
         manifest.postgres.snapshot_xmin,
         jobs=backups.dump_jobs,
         log=progress(context),
+        method=manifest.postgres.hash_method,
     )
     return dg.AssetCheckResult(
         passed=not found.changed,
