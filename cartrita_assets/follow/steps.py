@@ -14,8 +14,8 @@ from pathlib import Path
 from psycopg import sql
 
 from cartrita_assets.envfile import PostgresSettings, RedisSettings, V1Settings
+from cartrita_assets.follow import frozen, preflight, v1side, v2side
 from cartrita_assets.follow import ledger as ledgers
-from cartrita_assets.follow import preflight, v1side, v2side
 from cartrita_assets.follow.ledger import Ledger
 from cartrita_assets.follow.v1side import ExportedSlot, FollowError
 from cartrita_assets.pg.connect import connect
@@ -62,6 +62,7 @@ def begin(
         log(f"An earlier follow run left: {', '.join(old.v1_objects())}; removing it first")
         abort(v1, root, log, v2_admin=v2_admin, v2_redis=v2_redis)
     facts = check_preflight(v1, full_identity_consent=full_identity_consent, topology=topology)
+    frozen.forget(root)  # an earlier cutover's frozen v1 is not what this run will freeze
     ledger = Ledger(database=v1.postgres.dbname, slot=SLOT, publication=PUBLICATION,
                     replica_identities=list(facts.keyless_tables))  # fmt: skip
     ledgers.save(root, ledger)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-
-import psycopg
+from pathlib import Path
 
 from cartrita_assets import redis_copy
 from cartrita_assets.envfile import PostgresSettings, RedisSettings
-from cartrita_assets.pg import inventory
+from cartrita_assets.pg import inventory, measure
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.redis_copy.client import client_for
+
+Log = Callable[[str], None]
 
 
 @dataclass
@@ -45,29 +47,37 @@ def compare_tables(
     return out
 
 
-def _frozen_v1(v1_pg: PostgresSettings) -> dict[str, inventory.TableState]:
-    with connect(v1_pg, role="v1 PostgreSQL", read_only=True) as conn:
-        return inventory.table_states(conn)
-
-
 def verify_switch_point(
     v1_pg: PostgresSettings,
-    v2_snapshot: psycopg.Connection,
+    v2_pg: PostgresSettings,
+    snapshot: str,
     v1_redis: RedisSettings | None,
     v2_redis: RedisSettings | None,
-) -> SwitchPointDiff:
-    """Compare frozen v1 (read only) with v2's session holding the switch-point snapshot."""
+    frozen_redis: Path,
+    *,
+    log: Log = lambda _m: None,
+) -> tuple[SwitchPointDiff, dict[str, inventory.TableState]]:
+    """Compare frozen v1 (read only) with v2's switch-point ``snapshot`` (exported by a v2
+    session that stays open meanwhile), both sides hashed at once, one session per core each.
+
+    v1's Redis keys are written to ``frozen_redis`` (the backup file format) and v2's compared
+    with that file, so frozen v1 is read once and stays on record for a rollback.
+
+    Returns:
+        The differences, and frozen v1's tables (rows and content hash).
+    """
+    jobs = max(1, measure.default_jobs() // 2)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # both sides hashed at once: v1 in a thread, v2 in its switch-point session here
-        v1_side = pool.submit(_frozen_v1, v1_pg)
+        v1_side = pool.submit(
+            measure.table_states, v1_pg, role="v1 PostgreSQL", jobs=jobs, log=log,
+            label="frozen v1 hashing",
+        )  # fmt: skip
         with connect(v1_pg, role="v1 PostgreSQL", read_only=True) as conn:
             names = {inventory.qualified(s, t) for s, t in inventory.list_tables(conn)}
-        inventory.canonical_session(v2_snapshot)
-        at_switch = {
-            inventory.qualified(schema, table): inventory.table_state(v2_snapshot, schema, table)
-            for schema, table in inventory.list_tables(v2_snapshot)
-            if inventory.qualified(schema, table) in names  # v2's own tables are not v1's
-        }
+        at_switch = measure.table_states(
+            v2_pg, role="v2 PostgreSQL", snapshot=snapshot, jobs=jobs, log=log,
+            label="v2 switch-point hashing", only=names,  # v2's own tables are not v1's
+        )  # fmt: skip
         frozen = v1_side.result()
     diff = SwitchPointDiff(
         tables_compared=len(frozen),
@@ -75,11 +85,16 @@ def verify_switch_point(
         tables_different=compare_tables(frozen, at_switch),
     )
     if v1_redis is not None and v2_redis is not None:
+        client = client_for(v1_redis)
+        records = redis_copy.read_keyspace(
+            lambda db: client_for(replace(v1_redis, db=db)),
+            redis_copy.databases_in_use(client), with_dump=True,
+        )  # fmt: skip
+        redis_copy.write_backup(frozen_redis, records)
         keys = redis_copy.compare_keyspace(
-            lambda db: client_for(replace(v2_redis, db=db)),
-            redis_copy.read_keyspace(lambda db: client_for(replace(v1_redis, db=db))),
+            lambda db: client_for(replace(v2_redis, db=db)), redis_copy.read_backup(frozen_redis)
         )
         diff.redis_keys_compared = keys.compared
         diff.redis_summary = keys.describe()
         diff.redis_different = not keys.ok() or keys.extra_count > 0
-    return diff
+    return diff, frozen

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from cartrita_assets import redis_copy
 from cartrita_assets.backup.manifest import REDIS_NAME, Manifest
-from cartrita_assets.envfile import V1Settings
+from cartrita_assets.envfile import PostgresSettings, V1Settings
 from cartrita_assets.envfile.cutover import cutover_file
 from cartrita_assets.errors import PreflightError
-from cartrita_assets.pg import inventory
+from cartrita_assets.follow import frozen
+from cartrita_assets.pg import measure
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.pg.inventory import HASH_METHOD, TableState
 from cartrita_assets.redaction import write_private_file
 from cartrita_assets.redis_copy.client import client_for
 
@@ -40,21 +42,77 @@ class V1Difference:
         return "; ".join(parts) or "v1 equals the backup"
 
 
-def compare_v1(v1: V1Settings, folder: Path, manifest: Manifest) -> V1Difference:
-    """Compare v1 (read-only) with the backup: every table's rows and hash, and the Redis keys."""
-    with connect(v1.postgres, role="v1 PostgreSQL", read_only=True) as conn:
-        now = inventory.table_states(conn)
-    expected = manifest.postgres.tables
+@dataclass(frozen=True)
+class V1Reference:
+    """The state a rollback returns v1 to, and how messages name it.
+
+    Attributes:
+        name: e.g. ``backup pre_migration_...`` or ``v1 as frozen at the follow-mode cutover``.
+        tables: every table's rows and content hash.
+        redis_file: the Redis keys in the backup file format, or None (no Redis recorded).
+        follow_cutover: the state is v1's at a follow-mode cutover's freeze, not the backup's.
+        method: how ``tables`` were hashed (:data:`inventory.HASH_METHODS`).
+    """
+
+    name: str
+    tables: dict[str, TableState]
+    redis_file: Path | None
+    follow_cutover: bool = False
+    method: str = HASH_METHOD
+
+
+def backup_reference(folder: Path, manifest: Manifest) -> V1Reference:
+    """v1 as the backup recorded it."""
+    redis_file = folder / REDIS_NAME if manifest.redis is not None else None
+    return V1Reference(
+        f"backup {manifest.backup_id}", manifest.postgres.tables, redis_file,
+        method=manifest.postgres.hash_method,
+    )  # fmt: skip
+
+
+def reference_for(folder: Path, manifest: Manifest, follow_root: Path) -> V1Reference:
+    """What v1 must equal: the backup, or, after a follow-mode cutover from this backup, v1's
+    state at the freeze (v1 took the follow period's writes after the backup's snapshot, and
+    those are v1's data too)."""
+    record = frozen.load(follow_root)
+    if record is None or record.backup_id != manifest.backup_id:
+        return backup_reference(folder, manifest)
+    redis_file = frozen.redis_path(follow_root) if record.redis else None
+    return V1Reference(
+        f"v1 as frozen at the follow-mode cutover ({record.frozen_at}, backup "
+        f"{manifest.backup_id})", record.tables, redis_file, follow_cutover=True,
+        method=record.hash_method,
+    )  # fmt: skip
+
+
+def compare_v1(v1: V1Settings, reference: V1Reference) -> V1Difference:
+    """Compare v1 (read-only) with ``reference``: every table's rows and hash (one session per
+    core), and the Redis keys."""
+    now = measure.table_states(
+        v1.postgres, role="v1 PostgreSQL", label="v1 hashing", method=reference.method
+    )
+    expected = reference.tables
     tables = sorted(n for n in set(now) | set(expected) if now.get(n) != expected.get(n))
     redis_note = None
-    if manifest.redis is not None and v1.redis is not None:
+    if reference.redis_file is not None and v1.redis is not None:
         settings = v1.redis
         diff = redis_copy.compare_keyspace(
             lambda db: client_for(replace(settings, db=db)),
-            redis_copy.read_backup(folder / REDIS_NAME),
+            redis_copy.read_backup(reference.redis_file),
         )
         redis_note = None if diff.ok() else diff.describe()
     return V1Difference(tables, redis_note)
+
+
+def v2_changes_since(v2: PostgresSettings, reference: V1Reference) -> list[str]:
+    """v1's tables whose rows or content in v2 differ from ``reference`` (after a follow-mode
+    cutover: the tables the application wrote in v2 after the switch; the rollback does not
+    carry those writes back to v1)."""
+    now = measure.table_states(
+        v2, role="v2 PostgreSQL", label="v2 hashing", only=set(reference.tables),
+        method=reference.method,
+    )  # fmt: skip
+    return sorted(n for n in reference.tables if now.get(n) != reference.tables[n])
 
 
 def check_can_restore(v1: V1Settings) -> None:

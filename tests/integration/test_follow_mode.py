@@ -87,7 +87,7 @@ def follow(resources: dict[str, Any], instance: dg.DagsterInstance) -> dg.Execut
     return result
 
 
-def test_writes_during_forward_and_cutover_all_reach_v2(
+def test_writes_during_forward_and_cutover_all_reach_v2_then_rollback_keeps_them(
     follow_v1: DemoV1, follow_resources: dict[str, Any], follow_v2: LocalV2Target,
     instance: dg.DagsterInstance,
 ) -> None:  # fmt: skip
@@ -134,9 +134,30 @@ def test_writes_during_forward_and_cutover_all_reach_v2(
         assert (v1.redis.password or "@@") not in text  # type: ignore[union-attr]
     v2_log = Path(follow_v2.base_dir, "postgres", "server.log").read_text()
     assert v1.postgres.password not in v2_log
-    # abort after the cutover lets v1 take writes again and leaves nothing
-    assert cli_abort(follow_resources) == 0
+    # a rollback after the cutover: v1 equals its state at the freeze (the follow period's writes
+    # are v1's data too), so nothing is overwritten; v1 takes writes again, follow mode leaves
+    # nothing, and the row v2 took after the switch (follow_int, above) is named as not carried
+    back = run_job(follow_resources, instance, "rollback_job")
+    assert back.success, failure_messages(back)
+    assert check_results(back) == {"v1_matches_backup": True}
+    meta = materialization_metadata(back, "v1_reinstated")
+    assert meta["v1_action"].startswith("none needed: v1 equals v1 as frozen at the follow-mode")
+    assert meta["v2_writes_not_carried_back"] == "public.follow_int"
+    assert "default_transaction_read_only" in meta["follow_objects_removed"]
     assert v1_follow_objects(v1) == NOTHING
+    with psycopg.connect(**v1.postgres.conninfo_kwargs(), autocommit=True) as conn:
+        assert missing_in_v2(writers.acked, conn) == []  # every acknowledged write is in v1 too
+        conn.execute("INSERT INTO follow_int (v) VALUES ('v1 again')")
+    assert client_for(v1.redis).set("after", "rollback")  # type: ignore[arg-type]
+
+
+def materialization_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
+    """The metadata values ``asset``'s materialization in ``result`` recorded."""
+    event = next(
+        e for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key == dg.AssetKey(asset)
+    )  # fmt: skip
+    return {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()}  # type: ignore[union-attr]
 
 
 def cli_env(resources: dict[str, Any]) -> dict[str, str]:

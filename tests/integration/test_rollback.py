@@ -48,7 +48,7 @@ def test_rollback_after_forward_verifies_v1_restores_env_and_stops_v2(after_forw
         e.event_specific_data.materialization.metadata
         for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"
     )  # fmt: skip
-    assert meta["v1_action"].value == "none needed: v1 equals the backup"
+    assert meta["v1_action"].value.startswith("none needed: v1 equals backup pre_migration_")
     assert "local v2 postgres" in meta["v2_stopped"].value
 
 

@@ -19,7 +19,7 @@ from support.scratch import embedding_cache
 from cartrita_assets.backup.manifest import Manifest
 from cartrita_assets.cluster.v2 import LocalV2Target
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.rollback.steps import compare_v1
+from cartrita_assets.rollback.steps import backup_reference, compare_v1
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -36,7 +36,12 @@ def _assert_nothing_lost(resources, instance) -> None:
     assert checks and all(checks.values()), checks
     store = resources["backups"]
     latest = max(store.path().iterdir())
-    assert compare_v1(resources["v1"].settings(), latest, Manifest.load(latest)).any() is False
+    assert (
+        compare_v1(
+            resources["v1"].settings(), backup_reference(latest, Manifest.load(latest))
+        ).any()
+        is False
+    )
 
 
 def _passwords(resources) -> list[str]:

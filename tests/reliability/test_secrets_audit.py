@@ -28,7 +28,7 @@ from cartrita_assets.backup.manifest import Manifest
 from cartrita_assets.cli.summary import RunSummary
 from cartrita_assets.envfile import read_env_file
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.rollback.steps import compare_v1
+from cartrita_assets.rollback.steps import backup_reference, compare_v1
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -222,4 +222,6 @@ def test_no_secret_leaks_from_a_forward_and_a_rollback_run(
     # nothing lost: the forward run was all green (v2 equal to v1) and, after the rollback
     # restored it, v1 equals its backup again
     latest = max(backups.glob("*/manifest.json")).parent
-    assert not compare_v1(resources["v1"].settings(), latest, Manifest.load(latest)).any()
+    assert not compare_v1(
+        resources["v1"].settings(), backup_reference(latest, Manifest.load(latest))
+    ).any()

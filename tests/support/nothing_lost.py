@@ -9,7 +9,7 @@ import dagster as dg
 from cartrita_assets.backup.manifest import Manifest
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.rollback.steps import compare_v1
+from cartrita_assets.rollback.steps import backup_reference, compare_v1
 from support.runs import check_results, failure_messages, run_job
 
 
@@ -34,7 +34,12 @@ def assert_nothing_lost(resources: dict[str, Any], instance: dg.DagsterInstance)
     assert checks and all(checks.values()), checks
     store = resources["backups"]
     latest = max(p for p in store.path().iterdir() if p.is_dir())
-    assert compare_v1(resources["v1"].settings(), latest, Manifest.load(latest)).any() is False
+    assert (
+        compare_v1(
+            resources["v1"].settings(), backup_reference(latest, Manifest.load(latest))
+        ).any()
+        is False
+    )
 
 
 def failed_checks(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, object]]:

@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import dagster as dg
 import psycopg
@@ -12,9 +13,10 @@ from cartrita_assets.defs.common import OWNERS, progress, table_md, user_errors
 from cartrita_assets.defs.facts import target_database
 from cartrita_assets.defs.follow.facts import following
 from cartrita_assets.defs.restore.assets import restored_db
-from cartrita_assets.follow import cutover, steps
+from cartrita_assets.follow import cutover, frozen, steps
 from cartrita_assets.follow import ledger as ledgers
 from cartrita_assets.follow.verify import SwitchPointDiff, verify_switch_point
+from cartrita_assets.pg.inventory import TableState
 from cartrita_assets.resources.follow import FollowStore
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.v1 import V1Source
@@ -79,29 +81,40 @@ def v2_cutover(
         migration_lock.hold(context)
         log = progress(context)
         settings = v1.settings(log)
-        found: list[SwitchPointDiff] = []
+        found: list[tuple[SwitchPointDiff, dict[str, TableState]]] = []
         env_path = v1.env_path(log)
 
         def write_env() -> None:
             pg, rds = v2.app_endpoints()
             write_env_files(env_path, pg, rds if settings.redis else None)
 
-        def verify(snap: psycopg.Connection, _snapshot: str) -> None:
+        database = target_database(context)
+        ledger = ledgers.load(follow.path())
+
+        def verify(_snap: psycopg.Connection, snapshot: str) -> None:
             # runs after v2 is ready, outside the downtime, in v2's switch-point snapshot
             v2_redis = v2.redis() if settings.redis else None
             begun = time.monotonic()
-            found.append(verify_switch_point(settings.postgres, snap, settings.redis, v2_redis))
+            found.append(verify_switch_point(
+                settings.postgres, v2.admin(database), snapshot, settings.redis, v2_redis,
+                frozen.redis_path(follow.path()), log=log,
+            ))  # fmt: skip
             timings.append(time.monotonic() - begun)
 
         timings: list[float] = []
         done = cutover.switch(
-            settings, follow.path(), v2.admin(target_database(context)),
+            settings, follow.path(), v2.admin(database),
             v2.redis() if settings.redis else None, limits=follow.limits(),
             write_env=write_env, log=log, on_snapshot=verify,
             freeze_below_bytes=follow.freeze_below_bytes,
         )  # fmt: skip
         verify_seconds = timings[0]
-    diff = found[0]
+        diff, frozen_tables = found[0]
+        frozen.save(follow.path(), frozen.FrozenV1(
+            backup_id=ledger.backup_id if ledger else "", database=settings.postgres.dbname,
+            freeze_lsn=done.freeze_lsn, frozen_at=datetime.now(UTC).isoformat(),
+            tables=frozen_tables, redis=settings.redis is not None,
+        ))  # fmt: skip
     yield dg.MaterializeResult(
         metadata={
             "downtime_seconds": round(done.downtime_seconds, 3),
@@ -113,6 +126,7 @@ def v2_cutover(
             "removed_from_v1": "; ".join(done.removed),
             "left_on_v1": "default_transaction_read_only = on (v1 refuses writes; "
             "`cartrita follow abort` or a rollback reverts it)",
+            "frozen_v1_record": dg.MetadataValue.path(str(follow.path() / frozen.FROZEN_NAME)),
         }
     )
     yield dg.AssetCheckResult(
