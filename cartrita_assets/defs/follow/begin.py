@@ -47,6 +47,10 @@ def backup_in_follow_mode(
         log=log,
         v2_admin=v2.admin,
         v2_redis=lambda: v2.redis() if settings.redis else None,
+        v1_host_for_v2=follow.v1_host_for_v2,
+        probe=lambda addresses, major: v2.probe_reach(
+            addresses, major, follow.reach_probe_timeout, log
+        ),
     ) as (slot, ledger):
         folder, manifest = take_backup(
             settings, backups.path(), source=source, log=log,
