@@ -168,5 +168,5 @@ def _not_run(outcome: ProbeOutcome) -> str:
     return (
         f"Could not run a probe pod in namespace {ns} to check that v2 can reach v1: {said}"
         + (f". Warning events: {warned}" if warned else "")
-        + f". Check {checks}. Nothing was changed on v1; whether v2 reaches v1 is unknown."
+        + f". Check {checks}. Whether v2 reaches v1 is unknown."
     )

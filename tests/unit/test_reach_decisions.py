@@ -166,7 +166,8 @@ def test_pod_outcome_reads_exit_code_or_why_it_did_not_run() -> None:
     }
     assert pod_outcome(pulling, NS, "img", 3.0).reason == "ErrImagePull: no such image"
     deadline = {"spec": {"nodeName": "n"},
-                "status": {"phase": "Failed", "reason": "DeadlineExceeded"}}  # fmt: skip
+                "status": {"phase": "Failed", "reason": "DeadlineExceeded",
+                           "containerStatuses": [{"state": terminated}]}}  # fmt: skip
     outcome = pod_outcome(deadline, NS, "img", 3.0)
     assert not outcome.finished and outcome.reason == "DeadlineExceeded"
     assert not pod_outcome(None, NS, "img", 0).finished

@@ -134,7 +134,9 @@ def pod_outcome(live: Obj | None, namespace: str, image: str, waited: float) -> 
     containers = status.get("containerStatuses") or []
     state: dict[str, Any] = (containers[0].get("state") or {}) if containers else {}
     terminated = state.get("terminated")
-    if terminated is not None and terminated.get("exitCode") is not None:
+    # killed at activeDeadlineSeconds: its exit code is the kill's, not the command's answer
+    killed = status.get("reason") == "DeadlineExceeded"
+    if terminated is not None and terminated.get("exitCode") is not None and not killed:
         return ProbeOutcome(
             namespace, True, phase, str(terminated.get("reason") or ""),
             exit_code=int(terminated["exitCode"]), message=str(terminated.get("message") or ""),
