@@ -8,6 +8,7 @@ import json
 import pytest
 from support.k8s_standin import InMemoryCluster
 
+from cartrita_assets.cluster.k8s.cluster import ClusterError
 from cartrita_assets.cluster.k8s.probe import (
     PROBE_LABELS,
     ProbeOutcome,
@@ -185,3 +186,49 @@ def test_a_probe_that_times_out_is_deleted_and_the_wait_is_bounded() -> None:
                         sleep=sleep)  # fmt: skip
     assert not outcome.finished and outcome.phase == "Pending" and 5.0 <= outcome.waited < 6.0
     assert cluster.get("v1", "Pod", pod["metadata"]["name"], NS) is None
+
+
+class RefusingFirst(InMemoryCluster):
+    """The in-memory cluster whose first ``refusals`` pod creations fail as the API server's
+    ServiceAccount admission refuses pods in a namespace made a moment ago (or with ``text``)."""
+
+    def __init__(self, refusals: int, text: str) -> None:
+        super().__init__([NS])
+        self.refusals, self.text, self.deleted = refusals, text, 0
+
+    def apply(self, obj: dict, **kwargs: object) -> dict:
+        if obj["kind"] == "Pod" and self.refusals:
+            self.refusals -= 1
+            raise ClusterError(f"Cannot apply Pod: HTTP 403 Forbidden: {self.text}", 403)
+        return super().apply(obj, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
+        self.deleted += 1
+        return super().delete(api_version, kind, name, namespace)
+
+
+def run_against(cluster: InMemoryCluster, timeout: float = 30.0) -> ProbeOutcome:
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    pod = probe_pod(NS, "img", ["true"], timeout)
+    return run_probe(cluster, pod, timeout, lambda _m: None, poll=1.0, clock=lambda: now[0],
+                     sleep=sleep)  # fmt: skip
+
+
+def test_a_new_namespace_without_its_service_account_yet_is_waited_for() -> None:
+    missing = (
+        'error looking up service account data-stack/default: serviceaccount "default" not found'
+    )
+    cluster = RefusingFirst(2, missing)
+    outcome = run_against(cluster)
+    assert cluster.refusals == 0 and outcome.phase == "Pending" and cluster.deleted == 1
+
+
+def test_any_other_refusal_of_the_pod_is_raised_and_nothing_is_left() -> None:
+    cluster = RefusingFirst(1, 'pods "x" is forbidden: exceeded quota: compute')
+    with pytest.raises(ClusterError, match="exceeded quota"):
+        run_against(cluster)
+    assert cluster.deleted == 1 and cluster.list("v1", "Pod", NS) == []
