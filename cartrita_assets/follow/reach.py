@@ -156,7 +156,12 @@ def _not_run(outcome: ProbeOutcome) -> str:
             "pg_isready on its PATH"
         )
     else:
-        said = f"still {outcome.phase or 'not created'} after {outcome.waited:.0f}s"
+        if not outcome.phase:
+            said = f"the pod was gone after {outcome.waited:.0f}s"
+        elif outcome.phase in ("Pending", "Running"):
+            said = f"still {outcome.phase} after {outcome.waited:.0f}s"
+        else:
+            said = f"the pod ended {outcome.phase} after {outcome.waited:.0f}s"
         said += f" ({outcome.reason})" if outcome.reason else ""
         check = (
             f"that a node can run pods in {ns} (`kubectl -n {ns} get pods,events`) and can pull "

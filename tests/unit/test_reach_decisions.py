@@ -232,3 +232,11 @@ def test_any_other_refusal_of_the_pod_is_raised_and_nothing_is_left() -> None:
     with pytest.raises(ClusterError, match="exceeded quota"):
         run_against(cluster)
     assert cluster.deleted == 1 and cluster.list("v1", "Pod", NS) == []
+
+
+def test_a_pod_killed_at_its_deadline_or_gone_says_so() -> None:
+    killed = ProbeOutcome(NS, False, "Failed", "DeadlineExceeded", waited=31)
+    message = reach_problem(killed, BOTH)
+    assert message is not None and "the pod ended Failed after 31s (DeadlineExceeded)" in message
+    gone = reach_problem(ProbeOutcome(NS, False, "", "the pod does not exist", waited=4), BOTH)
+    assert gone is not None and "the pod was gone after 4s (the pod does not exist)" in gone
