@@ -53,9 +53,12 @@ def follow_env(
     monkeypatch.setenv("CARTRITA_REACH_PROBE_TIMEOUT", str(timeout))
     monkeypatch.setenv("CARTRITA_V2_PG_PORT", str(free_port()))
     monkeypatch.setenv("CARTRITA_V2_REDIS_PORT", str(free_port()))
+    resources = build_resources(state=test_dir / "state")
     try:
-        yield build_resources(state=test_dir / "state")
+        yield resources
     finally:
+        # the demo v1 is the session's: should a preflight wrongly pass, remove what it made
+        steps.abort(resources["v1"].settings(), resources["follow"].path(), lambda _m: None)
         KubernetesCluster.from_environment(kubeconfig).delete("v1", "Namespace", namespace, None)
 
 
