@@ -312,5 +312,6 @@ def _kubernetes_resources(state: Path) -> dict[str, Any]:
             root=str(state / "follow"),
             topology="kubernetes",
             v1_host_for_v2=os.environ.get("CARTRITA_V1_HOST_FOR_V2", ""),
+            reach_probe_timeout=int_setting("CARTRITA_REACH_PROBE_TIMEOUT", 60, minimum=1),
         ),
     }

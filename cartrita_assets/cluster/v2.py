@@ -23,7 +23,9 @@ from cartrita_assets.cluster.k8s.manifests import (
     to_yaml,
     validate_objects,
 )
+from cartrita_assets.cluster.k8s.probe import ProbeOutcome
 from cartrita_assets.envfile import PostgresSettings, RedisSettings
+from cartrita_assets.follow.reach import Address
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.redis import LocalRedis
 from cartrita_assets.local.redis_servers import server_from_path
@@ -121,6 +123,14 @@ class V2Target(dg.ConfigurableResource):
     def logs(self, component: str, lines: int) -> str:
         """The last ``lines`` lines of the ``postgres`` or ``redis`` log."""
         raise NotImplementedError
+
+    def probe_reach(
+        self, addresses: list[Address], v1_major: int, timeout: float, log: Log
+    ) -> ProbeOutcome | None:
+        """Try, from where v2's servers run, to open a connection to each of v1's addresses
+        (follow mode's preflight). None: nothing to probe, v2 runs on this machine and its own
+        connections are the probe."""
+        return None
 
 
 class LocalV2Target(V2Target):

@@ -6,11 +6,23 @@ per failure, each naming the fix. Nothing is written to v1 until the list is emp
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 import psycopg
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "")
+
+
+def is_loopback(host: str) -> bool:
+    """True for an empty host, ``localhost`` or an address in 127.0.0.0/8 or ::1."""
+    host = host.strip().strip("[]").lower()
+    if host in LOOPBACK or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -24,7 +36,9 @@ class V1Facts:
         can_replicate: the role is a superuser or has REPLICATION.
         keyless_tables: tables with neither a primary key nor a usable replica identity.
         large_objects: rows of ``pg_largeobject_metadata`` (logical replication skips them).
-        host: where v1 listens, as the environment file names it.
+        host: where v2 connects to v1's PostgreSQL (``v1_host_for_v2``, else POSTGRES_HOST).
+        redis_host: where v2 connects to v1's Redis ("" when v1 has no Redis).
+        major: v1's PostgreSQL major version.
     """
 
     wal_level: str
@@ -34,6 +48,8 @@ class V1Facts:
     keyless_tables: list[str] = field(default_factory=list)
     large_objects: int = 0
     host: str = ""
+    redis_host: str = ""
+    major: int = 0
 
 
 _FACTS_SQL = """
@@ -43,7 +59,8 @@ SELECT current_setting('wal_level'),
        current_setting('max_wal_senders')::int
          - (SELECT count(*) FROM pg_catalog.pg_stat_replication),
        (SELECT rolsuper OR rolreplication FROM pg_catalog.pg_roles WHERE rolname = current_user),
-       (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata)
+       (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata),
+       current_setting('server_version_num')::int / 10000
 """
 
 # Ordinary and partitioned-leaf tables whose UPDATE/DELETE could not be replicated: replica
@@ -62,8 +79,9 @@ ORDER BY 1
 """
 
 
-def read_facts(conn: psycopg.Connection, host: str) -> V1Facts:
-    """Read the facts from a v1 session (read only)."""
+def read_facts(conn: psycopg.Connection, host: str, redis_host: str = "") -> V1Facts:
+    """Read the facts from a v1 session (read only); ``host`` and ``redis_host`` are where v2
+    connects to v1."""
     row = conn.execute(_FACTS_SQL).fetchone()
     assert row is not None
     keyless = [str(r[0]) for r in conn.execute(_KEYLESS_SQL).fetchall()]
@@ -75,6 +93,8 @@ def read_facts(conn: psycopg.Connection, host: str) -> V1Facts:
         keyless_tables=keyless,
         large_objects=int(row[4]),
         host=host,
+        redis_host=redis_host,
+        major=int(row[5]),
     )
 
 
@@ -127,10 +147,15 @@ def problems(facts: V1Facts, *, full_identity_consent: bool, topology: str) -> l
             "replication does not carry: migrate without --follow (one snapshot, application "
             "stopped), or move them into bytea columns first."
         )
-    if topology == "kubernetes" and facts.host.strip("[]").lower() in LOOPBACK:
-        out.append(
-            f"v1's POSTGRES_HOST is {facts.host or '(empty)'}, which a v2 pod cannot reach: set "
-            "it to an address of v1 that the cluster's pods can connect to (and open v1's "
-            "pg_hba.conf for it)."
-        )
+    if topology == "kubernetes":
+        hosts = [("PostgreSQL", facts.host)]
+        hosts += [("Redis", facts.redis_host)] if facts.redis_host else []
+        loop = [f"{what} host is {host or '(empty)'}" for what, host in hosts if is_loopback(host)]
+        if loop:
+            out.append(
+                f"v1's {' and '.join(loop)} as v2 would connect to it, which a v2 pod cannot "
+                "reach (loopback is the pod itself): set CARTRITA_V1_HOST_FOR_V2 "
+                "(FollowStore.v1_host_for_v2) to an address of v1 that the cluster's pods can "
+                "connect to (and open v1's pg_hba.conf for it)."
+            )
     return out

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from psycopg import sql
 
+from cartrita_assets.cluster.k8s.probe import ProbeOutcome
 from cartrita_assets.envfile import PostgresSettings, RedisSettings, V1Settings
-from cartrita_assets.follow import frozen, preflight, v1side, v2side
+from cartrita_assets.follow import frozen, preflight, reach, v1side, v2side
 from cartrita_assets.follow import ledger as ledgers
 from cartrita_assets.follow.ledger import Ledger
 from cartrita_assets.follow.v1side import ExportedSlot, FollowError
@@ -23,20 +24,40 @@ from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.redis_copy.versions import check_not_older, server_version
 
 Log = Callable[[str], None]
+# Runs the reachability probe where v2 runs for (addresses, v1's PostgreSQL major); None: there
+# is nothing to probe (v2 runs on this machine, its own connections are the probe).
+Probe = Callable[[list[reach.Address], int], ProbeOutcome | None]
 SLOT = "cartrita_follow"
 PUBLICATION = "cartrita_follow"
 SUBSCRIPTION = "cartrita_follow"
 
 
 def check_preflight(
-    v1: V1Settings, *, full_identity_consent: bool, topology: str
+    v1: V1Settings,
+    *,
+    full_identity_consent: bool,
+    topology: str,
+    v1_host_for_v2: str = "",
+    probe: Probe | None = None,
 ) -> preflight.V1Facts:
-    """Read v1 (read only) and raise one FollowError listing every problem with its fix."""
+    """Read v1 (read only) and raise one FollowError listing every problem with its fix.
+
+    In the kubernetes topology, once v1's addresses are not loopback (the cheap check),
+    ``probe`` tries them from where v2 runs; a failed or impossible probe is one more problem.
+    """
+    addresses = reach.addresses_for_v2(v1, v1_host_for_v2)
+    redis_host = addresses[1].host if len(addresses) > 1 else ""
     with connect(v1.postgres, role=v1side.ROLE, read_only=True) as conn:
-        facts = preflight.read_facts(conn, v1.postgres.host)
+        facts = preflight.read_facts(conn, addresses[0].host, redis_host)
     found = preflight.problems(
         facts, full_identity_consent=full_identity_consent, topology=topology
     )
+    loopback = any(preflight.is_loopback(a.host) for a in addresses)
+    if topology == "kubernetes" and probe is not None and not loopback:
+        outcome = probe(addresses, facts.major)
+        problem = reach.reach_problem(outcome, addresses) if outcome is not None else None
+        if problem:
+            found.append(problem)
     if found:
         lines = "\n".join(f"- {p}" for p in found)
         raise FollowError(f"Follow mode cannot start; v1 was not changed:\n{lines}")
@@ -53,15 +74,19 @@ def begin(
     log: Log,
     v2_admin: Callable[[str], PostgresSettings] | None = None,
     v2_redis: Callable[[], RedisSettings | None] | None = None,
+    v1_host_for_v2: str = "",
+    probe: Probe | None = None,
 ) -> Iterator[tuple[ExportedSlot, Ledger]]:
     """Preflight, clean what an earlier run left, then create the publication and the slot and
-    yield the slot's exported snapshot (valid inside the ``with``) for the backup to read."""
+    yield the slot's exported snapshot (valid inside the ``with``) for the backup to read.
+    ``v1_host_for_v2`` and ``probe``: see `check_preflight`."""
     old = ledgers.load(root)
     if old is not None:
         # first, so preflight sees v1 as it was before follow mode (its replica identities)
         log(f"An earlier follow run left: {', '.join(old.v1_objects())}; removing it first")
         abort(v1, root, log, v2_admin=v2_admin, v2_redis=v2_redis)
-    facts = check_preflight(v1, full_identity_consent=full_identity_consent, topology=topology)
+    facts = check_preflight(v1, full_identity_consent=full_identity_consent, topology=topology,
+                            v1_host_for_v2=v1_host_for_v2, probe=probe)  # fmt: skip
     frozen.forget(root)  # an earlier cutover's frozen v1 is not what this run will freeze
     ledger = Ledger(database=v1.postgres.dbname, slot=SLOT, publication=PUBLICATION,
                     replica_identities=list(facts.keyless_tables))  # fmt: skip
@@ -91,20 +116,22 @@ def subscribe(
     v1_host_for_v2: str,
     log: Log,
 ) -> Ledger:
-    """v2 subscribes from the slot (no initial copy) and v2 Redis replicates v1."""
+    """v2 subscribes from the slot (no initial copy) and v2 Redis replicates v1, each at the
+    address preflight probed (``v1_host_for_v2``, else the service's own host)."""
     ledger = ledgers.load(root)
     if ledger is None:
         raise FollowError(
             "No follow mode state found: materialize v1_backup with follow: true first "
             "(`cartrita forward --follow`)."
         )
+    addresses = reach.addresses_for_v2(v1, v1_host_for_v2)
     ledger.subscription, ledger.v2_database = SUBSCRIPTION, v2_admin.dbname
     ledgers.save(root, ledger)
     with connect(v2_admin, role="v2 PostgreSQL") as conn:
         enabled = v2side.enable_capture_always(conn)
         if enabled:
             log(f"Embedding change capture fires for replicated rows on: {', '.join(enabled)}")
-        conninfo = v2side.v1_conninfo(v1.postgres, v1_host_for_v2)
+        conninfo = v2side.v1_conninfo(v1.postgres, addresses[0].host)
         v2side.create_subscription(conn, SUBSCRIPTION, conninfo, PUBLICATION, SLOT)
     log(f"v2 subscribes to {PUBLICATION} from slot {SLOT} (copy_data = false)")
     if v1.redis is not None and v2_redis is not None:
@@ -112,7 +139,7 @@ def subscribe(
         check_not_older(server_version(v1_client), server_version(v2_client))
         ledger.redis_replica = True
         ledgers.save(root, ledger)
-        v2side.start_redis_replica(v2_client, v1.redis, v1_host_for_v2)
+        v2side.start_redis_replica(v2_client, v1.redis, addresses[1].host)
         link = v2side.wait_redis_synced(v2_client)
         log(f"v2 Redis replicates v1: link {link['link']}, offset {link['offset']}")
     return ledger

@@ -10,11 +10,32 @@ the namespaces it is given, the two things of theirs the project's wait logic ob
 - it finishes the deletion of a Pod that is being deleted (a scale-down), as a kubelet does
   once the containers have stopped.
 
-No container ever runs: whatever should answer behind a NodePort is started by the test.
+No container of those Pods runs: whatever should answer behind a NodePort is started by the
+test.
+
+One kind of Pod is run: the project's probe pods (labelled ``PROBE_SELECTOR``, see
+``cartrita_assets/cluster/k8s/probe.py``). For those the stand-in does what a kubelet does with
+a ``restartPolicy: Never`` Pod whose image is at hand: it runs the container's command and args
+as a process on this machine, as if the Pod had host networking (its connections leave from this
+machine, so "reachable" here means reachable from this machine, not through a cluster's pod
+network, CNI or NetworkPolicy), with only ``PATH`` in its environment (the bundled PostgreSQL
+client programs first, as the pgvector image has them), none of the test process's variables,
+killed at ``activeDeadlineSeconds``. Then it reports the end through ``pods/status`` as a kubelet
+does: phase ``Succeeded`` (exit code 0) or ``Failed``, the container's ``terminated`` state with
+its exit code, and, for ``terminationMessagePolicy: FallbackToLogsOnError`` and a non-zero exit,
+the last 80 lines / 2048 bytes of its output as the message (a kubelet reads the termination
+message file first; the stand-in has none). A deadline that passes reports ``Failed`` with
+reason ``DeadlineExceeded``. What it does not do: pull or check the image (the command runs
+with this machine's bash, coreutils and pg_isready, not the image's), enforce the security
+context or resource limits, or write container logs. Every probe Pod it ran is kept in
+``probes_run`` as the API server gave it, for tests to inspect.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import tempfile
 import threading
 from datetime import UTC, datetime
 from types import TracebackType
@@ -22,7 +43,12 @@ from typing import Any
 
 from kubernetes import client, config
 
+from cartrita_assets.cluster.k8s.probe import PROBE_SELECTOR
+from cartrita_assets.pg.binaries import bin_dir
+
 NODE = "cartrita-test-node"
+TERMINAL = ("Succeeded", "Failed")
+LOG_LINES, LOG_BYTES = 80, 2048  # what a kubelet keeps of the output as a termination message
 
 
 def _now() -> str:
@@ -59,6 +85,7 @@ class StandInKubelet:
         self._thread = threading.Thread(target=self._loop, name="stand-in-kubelet", daemon=True)
         self._started = 0
         self.errors: list[str] = []
+        self.probes_run: list[dict[str, Any]] = []
 
     def __enter__(self) -> StandInKubelet:
         self._thread.start()
@@ -88,6 +115,10 @@ class StandInKubelet:
                     continue
                 if not pod.spec.node_name:
                     self._bind(pod.metadata.name, namespace)
+                if _is_probe(pod):
+                    if (pod.status.phase or "") not in TERMINAL:
+                        self._run_probe(pod, namespace)
+                    continue
                 if (pod.status.phase or "") != "Running":
                     self._start(pod, namespace)
 
@@ -104,3 +135,50 @@ class StandInKubelet:
         self._started += 1
         body = {"status": running_status(pod, self._started)}
         self.api.patch_namespaced_pod_status(name, namespace, body)
+
+    def _run_probe(self, pod: Any, namespace: str) -> None:
+        """Run a probe Pod's only container to its end and report it, as a kubelet would."""
+        self.probes_run.append(self.api.api_client.sanitize_for_serialization(pod))
+        (container,) = pod.spec.containers
+        started = _now()
+        path = f"{bin_dir()}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+        deadline = pod.spec.active_deadline_seconds
+        with tempfile.TemporaryDirectory(prefix="probe-pod-") as cwd:
+            try:
+                done = subprocess.run(
+                    [*(container.command or []), *(container.args or [])],
+                    env={"PATH": path}, cwd=cwd, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, timeout=deadline, check=False,
+                )  # fmt: skip
+                code, output, reason = done.returncode, done.stdout.decode(errors="replace"), ""
+            except subprocess.TimeoutExpired as exc:
+                code, output, reason = (
+                    137,
+                    (exc.stdout or b"").decode(errors="replace"),
+                    ("DeadlineExceeded"),
+                )
+        message = ""
+        if code != 0 and container.termination_message_policy == "FallbackToLogsOnError":
+            message = "\n".join(output.splitlines()[-LOG_LINES:])[-LOG_BYTES:]
+        self._started += 1
+        terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                      "message": message, "startedAt": started, "finishedAt": _now(),
+                      "containerID": f"containerd://{self._started:064x}"}  # fmt: skip
+        status: dict[str, Any] = {
+            "phase": "Succeeded" if code == 0 else "Failed",
+            "hostIP": "127.0.0.1", "podIP": "127.0.0.1", "startTime": started,
+            "containerStatuses": [
+                {"name": container.name, "image": container.image, "imageID": "",
+                 "ready": False, "started": False, "restartCount": 0,
+                 "containerID": terminated["containerID"], "state": {"terminated": terminated}}
+            ],
+        }  # fmt: skip
+        if reason:
+            status["reason"] = reason
+            status["message"] = "Pod was active on the node longer than the specified deadline"
+        self.api.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": status})
+
+
+def _is_probe(pod: Any) -> bool:
+    key, _, value = PROBE_SELECTOR.partition("=")
+    return (pod.metadata.labels or {}).get(key) == value

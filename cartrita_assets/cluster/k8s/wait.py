@@ -250,7 +250,8 @@ def relevant_warnings(cluster: Cluster, namespace: str, names: list[str]) -> lis
     return list(lines.values())[-MAX_EVENTS:]
 
 
-def _hints(warnings: list[str]) -> list[str]:
+def hints(warnings: list[str]) -> list[str]:
+    """What to check for these Warning event lines (image pull, scheduling, mounts...)."""
     return [hint for pattern, hint in _HINTS if any(pattern.search(w) for w in warnings)]
 
 
@@ -278,7 +279,7 @@ def _timeout_message(
         lines += [f"  - {w}" for w in warnings]
     else:
         lines.append("No warning events were recorded for them.")
-    checks = _hints(warnings) or [_default_check(namespace, pending, goal)]
+    checks = hints(warnings) or [_default_check(namespace, pending, goal)]
     lines.append("Check: " + "; ".join(checks) + f". See `kubectl -n {namespace} get events`.")
     return "\n".join(lines)
 

@@ -35,10 +35,10 @@ def replication_stream(
     with user_errors():
         log = progress(context)
         settings = v1.settings(log)
-        host = follow.v1_host_for_v2 or settings.postgres.host
         ledger = steps.subscribe(
             settings, follow.path(), v2.admin(target_database(context)),
-            v2.redis() if settings.redis else None, v1_host_for_v2=host, log=log,
+            v2.redis() if settings.redis else None, v1_host_for_v2=follow.v1_host_for_v2,
+            log=log,
         )  # fmt: skip
         yield dg.MaterializeResult(
             metadata={

@@ -7,11 +7,13 @@ import dagster as dg
 from cartrita_assets.backup.manifest import Manifest
 from cartrita_assets.backup.snapshot import take_backup
 from cartrita_assets.backup.store import BackupStore
+from cartrita_assets.cluster.k8s.probe import ProbeOutcome
 from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import progress
 from cartrita_assets.envfile import V1Settings
 from cartrita_assets.follow import ledger as ledgers
 from cartrita_assets.follow import steps
+from cartrita_assets.follow.reach import Address
 from cartrita_assets.resources.follow import FollowStore
 
 
@@ -24,6 +26,18 @@ class BackupConfig(dg.Config):
     replica_identity_full: bool = False
     """Consent to set REPLICA IDENTITY FULL on v1 tables without a primary key (follow mode;
     removed again by the cutover or ``cartrita follow abort``)."""
+
+
+def reach_probe(v2: V2Target, follow: FollowStore, log: steps.Log) -> steps.Probe | None:
+    """How preflight checks that v2 can reach v1: in the kubernetes topology, a probe pod in
+    v2's namespace (bounded by ``follow.reach_probe_timeout``); locally, nothing to probe."""
+    if follow.topology != "kubernetes":
+        return None
+
+    def probe(addresses: list[Address], v1_major: int) -> ProbeOutcome | None:
+        return v2.probe_reach(addresses, v1_major, follow.reach_probe_timeout, log)
+
+    return probe
 
 
 def backup_in_follow_mode(
@@ -47,6 +61,8 @@ def backup_in_follow_mode(
         log=log,
         v2_admin=v2.admin,
         v2_redis=lambda: v2.redis() if settings.redis else None,
+        v1_host_for_v2=follow.v1_host_for_v2,
+        probe=reach_probe(v2, follow, log),
     ) as (slot, ledger):
         folder, manifest = take_backup(
             settings, backups.path(), source=source, log=log,
