@@ -26,7 +26,6 @@ from cartrita_assets.cluster.k8s.secret_objects import same_secret
 from cartrita_assets.cluster.k8s.wait import wait_scaled_down, wait_statefulsets_ready
 from cartrita_assets.cluster.v2 import Log, Objects, V2Target
 from cartrita_assets.envfile import PostgresSettings, RedisSettings
-from cartrita_assets.follow.reach import Address, probe_command
 from cartrita_assets.redaction import new_password, private_dir, write_private_file
 from cartrita_assets.resources.v1 import V1Source
 
@@ -197,15 +196,15 @@ class KubernetesV2Target(V2Target):
         return self.cluster().pod_logs(self.namespace, f"{component}-0", tail_lines=lines)
 
     def probe_reach(
-        self, addresses: list[Address], v1_major: int, timeout: float, log: Log
+        self, command: list[str], v1_major: int, timeout: float, log: Log
     ) -> ProbeOutcome:
-        """A probe pod in v2's namespace, in v2's PostgreSQL image, opens a connection to each
-        address (no credential: hosts and ports only); it is deleted afterwards."""
+        """A probe pod in v2's namespace, in v2's PostgreSQL image, runs ``command`` (no
+        credential in it: hosts and ports only); it is deleted afterwards."""
         params = self.cluster_params(v1_major, {"postgres": "", "redis": ""})
         image = postgres_image(params.postgres_major)
         cluster = self.cluster()
         cluster.apply(self._namespace())  # the first run: nothing was applied to v2 yet
-        pod = probe_pod(self.namespace, image, probe_command(addresses), timeout)
+        pod = probe_pod(self.namespace, image, command, timeout)
         return run_probe(cluster, pod, timeout, log)
 
     def stop(self, log: Log) -> list[str]:

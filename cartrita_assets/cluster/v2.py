@@ -25,7 +25,6 @@ from cartrita_assets.cluster.k8s.manifests import (
 )
 from cartrita_assets.cluster.k8s.probe import ProbeOutcome
 from cartrita_assets.envfile import PostgresSettings, RedisSettings
-from cartrita_assets.follow.reach import Address
 from cartrita_assets.local.postgres import LocalPostgres
 from cartrita_assets.local.redis import LocalRedis
 from cartrita_assets.local.redis_servers import server_from_path
@@ -125,11 +124,12 @@ class V2Target(dg.ConfigurableResource):
         raise NotImplementedError
 
     def probe_reach(
-        self, addresses: list[Address], v1_major: int, timeout: float, log: Log
+        self, command: list[str], v1_major: int, timeout: float, log: Log
     ) -> ProbeOutcome | None:
-        """Try, from where v2's servers run, to open a connection to each of v1's addresses
-        (follow mode's preflight). None: nothing to probe, v2 runs on this machine and its own
-        connections are the probe."""
+        """Run ``command`` (a credential-free reach test, e.g. follow mode's preflight opening a
+        connection to each of v1's addresses) where v2's servers run, in v2's PostgreSQL image.
+        None: nothing to probe, v2 runs on this machine and its own connections are the
+        probe."""
         return None
 
 

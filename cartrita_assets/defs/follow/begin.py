@@ -13,7 +13,7 @@ from cartrita_assets.defs.common import progress
 from cartrita_assets.envfile import V1Settings
 from cartrita_assets.follow import ledger as ledgers
 from cartrita_assets.follow import steps
-from cartrita_assets.follow.reach import Address
+from cartrita_assets.follow.reach import Address, probe_command
 from cartrita_assets.resources.follow import FollowStore
 
 
@@ -35,7 +35,7 @@ def reach_probe(v2: V2Target, follow: FollowStore, log: steps.Log) -> steps.Prob
         return None
 
     def probe(addresses: list[Address], v1_major: int) -> ProbeOutcome | None:
-        return v2.probe_reach(addresses, v1_major, follow.reach_probe_timeout, log)
+        return v2.probe_reach(probe_command(addresses), v1_major, follow.reach_probe_timeout, log)
 
     return probe
 
