@@ -62,10 +62,13 @@ def _read_db(
     for keys in _scan_pages(client, batch):
         metas = _read_meta(client, keys, has_expiretime)
         strings = _read_strings(client, [k for k, t, _ in metas if t == "string"])
+        small = _read_small_collections(client, db, [(k, t) for k, t, _ in metas], batch)
         dumps = _read_dumps(client, [k for k, _, _ in metas]) if with_dump else {}
         for key, type_name, expire_at in metas:
             if type_name == "string":
                 read: _Read | None = (strings[key], None) if strings.get(key) is not None else None
+            elif key in small:
+                read = small[key]
             else:
                 read = _read_value(client, db, key, type_name, batch)
             if read is not None:
@@ -73,6 +76,49 @@ def _read_db(
                 last_id = state.last_id if state is not None else None
                 dump = dumps.get(key)
                 yield KeyRecord(db, key, type_name, value, expire_at, last_id, state, dump)
+
+
+# Collections read whole in one pipelined reply when they hold at most a page of members.
+_SIZE_COMMANDS = {"hash": "HLEN", "set": "SCARD", "zset": "ZCARD", "list": "LLEN"}
+
+
+def _read_small_collections(
+    client: redis.Redis, db: int, keys: list[tuple[bytes, str]], batch: int
+) -> dict[bytes, _Read | None]:
+    """Hashes, sets, sorted sets and lists of at most ``batch`` members, read with two pipelines
+    for the whole page (their sizes, then each whole value) instead of a round trip or more per
+    key; larger ones are left to the paging readers. A key that vanished reads as None."""
+    kinds = [(key, kind) for key, kind in keys if kind in _SIZE_COMMANDS]
+    if not kinds:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for key, kind in kinds:
+        pipe.execute_command(_SIZE_COMMANDS[kind], key)
+    sizes = pipe.execute(raise_on_error=False)
+    chosen = [kk for kk, n in zip(kinds, sizes, strict=True) if isinstance(n, int) and n <= batch]
+    pipe = client.pipeline(transaction=False)
+    for key, kind in chosen:
+        if kind == "hash":
+            pipe.hgetall(key)
+        elif kind == "set":
+            pipe.smembers(key)
+        elif kind == "zset":
+            pipe.zrange(key, 0, -1, withscores=True, score_cast_func=float)
+        else:
+            pipe.lrange(key, 0, -1)
+    out: dict[bytes, _Read | None] = {}
+    for (key, kind), value in zip(chosen, pipe.execute(raise_on_error=False), strict=True):
+        if isinstance(value, redis.ResponseError):
+            raise _changed_type(db, key) if "WRONGTYPE" in str(value) else value
+        if kind == "hash":
+            out[key] = _non_empty(sorted(value.items()))
+        elif kind == "set":
+            out[key] = _non_empty(sorted(set(value)))
+        elif kind == "zset":
+            out[key] = _non_empty(sorted(dict(value).items()))
+        else:
+            out[key] = _non_empty(list(value))
+    return out
 
 
 def _read_dumps(client: redis.Redis, keys: list[bytes]) -> dict[bytes, bytes | None]:
@@ -148,10 +194,14 @@ def _read_value(
     except redis.ResponseError as exc:
         if "WRONGTYPE" not in str(exc):
             raise
-        raise PreflightError(
-            f"Redis key {key_label(db, key)} changed type while it was read: something still "
-            "writes to the Redis being read. Stop its writers (the application) and rerun."
-        ) from None
+        raise _changed_type(db, key) from None
+
+
+def _changed_type(db: int, key: bytes) -> PreflightError:
+    return PreflightError(
+        f"Redis key {key_label(db, key)} changed type while it was read: something still "
+        "writes to the Redis being read. Stop its writers (the application) and rerun."
+    )
 
 
 def _non_empty(value: list[Any]) -> tuple[object, None] | None:
