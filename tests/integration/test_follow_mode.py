@@ -250,7 +250,12 @@ def test_a_rerun_after_a_crash_cleans_up_and_abort_leaves_nothing(
     """A run that stopped mid-follow leaves exactly what the ledger lists (the process holds
     nothing of it); a re-run removes it first, and abort removes everything."""
     v1 = follow_v1.ensure()
-    follow(follow_resources, instance)
+    # the embedded demo v1 is the project's own: plain follow mode may set REPLICA IDENTITY FULL
+    plain = {"ops": {"v1_backup": {"config": {"follow": True}}}}
+    first = materialize(follow_resources, instance, *UP_TO_STREAM, run_config=plain)
+    assert first.success, failure_messages(first)
+    consent = materialization_metadata(first, "v1_backup")["follow_full_identity_consent"]
+    assert consent.startswith("implied: the embedded demo v1")
     follow(follow_resources, instance)  # the re-run: the earlier slot is dropped, a new one made
     left = v1_follow_objects(v1)
     assert len(left["slots"]) == 1 and len(left["publications"]) == 1

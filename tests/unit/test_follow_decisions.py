@@ -133,3 +133,13 @@ def test_lag_sensor_skips_when_nothing_follows_and_warns_on_growth(tmp_path: Pat
         "PostgreSQL lag grew from 10 to 20 bytes"
     ]
     assert lag_warnings(None, Lag(5000, 0.0, 0), follow) == ["PostgreSQL lag 5000 bytes > 1000"]
+
+
+def test_full_identity_consent_is_implied_only_for_the_embedded_demo():
+    from cartrita_assets.defs.follow.begin import BackupConfig, full_identity_consent
+
+    demo, env_file = {"kind": "demo"}, {"kind": "env-file"}
+    assert full_identity_consent(BackupConfig(follow=True), demo)[0] is True
+    assert full_identity_consent(BackupConfig(follow=True), env_file) == (False, "not given")
+    given = BackupConfig(follow=True, replica_identity_full=True)
+    assert full_identity_consent(given, env_file)[0] is True

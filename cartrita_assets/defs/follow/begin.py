@@ -25,7 +25,17 @@ class BackupConfig(dg.Config):
     backup's snapshot until ``cutover_job``; the application keeps running meanwhile."""
     replica_identity_full: bool = False
     """Consent to set REPLICA IDENTITY FULL on v1 tables without a primary key (follow mode;
-    removed again by the cutover or ``cartrita follow abort``)."""
+    removed again by the cutover or ``cartrita follow abort``). Implied for the embedded demo
+    v1, which this project creates itself; a v1 from an environment file needs it given."""
+
+
+def full_identity_consent(config: BackupConfig, source: dict[str, str]) -> tuple[bool, str]:
+    """Whether follow mode may set REPLICA IDENTITY FULL on keyless tables, and why (pure)."""
+    if config.replica_identity_full:
+        return True, "given (replica_identity_full / --replica-identity-full)"
+    if source.get("kind") == "demo":
+        return True, "implied: the embedded demo v1 is this project's own database"
+    return False, "not given"
 
 
 def reach_probe(v2: V2Target, follow: FollowStore, log: steps.Log) -> steps.Probe | None:
@@ -53,10 +63,11 @@ def backup_in_follow_mode(
     replication connection that exported it stays open. Returns the folder, the manifest and
     the follow-mode metadata (what was created on v1)."""
     log = progress(context)
+    consent, why = full_identity_consent(config, source)
     with steps.begin(
         settings,
         follow.path(),
-        full_identity_consent=config.replica_identity_full,
+        full_identity_consent=consent,
         topology=follow.topology,
         log=log,
         v2_admin=v2.admin,
@@ -79,5 +90,6 @@ def backup_in_follow_mode(
             "follow_slot": slot.name,
             "follow_start_lsn": slot.consistent_lsn,
             "follow_v1_objects": "; ".join(ledger.v1_objects()),
+            "follow_full_identity_consent": why,
         },
     )
