@@ -168,17 +168,7 @@ def take_backup(
     jobs: int | None = None,
     snapshot: str | None = None,
 ) -> tuple[Path, Manifest]:
-    """Back up v1 PostgreSQL and Redis into a new folder under ``backup_root``.
-
-    Args:
-        v1: v1 connection settings (from its environment file).
-        backup_root: where timestamped backup folders are created.
-        source: description of where v1 came from (demo or env file), stored in the manifest.
-        log: progress lines for the run log.
-        min_free_ratio: free disk required, as a multiple of the database size.
-        jobs: parallel pg_dump workers and hashing sessions (default: the core count).
-        snapshot: an exported snapshot to read instead of a new one (follow mode: the one its
-            replication slot exported, so the dump and the change stream meet exactly).
+    """:func:`take_origin_backup` of v1 (read through its environment file's settings).
 
     Returns:
         The backup folder and its manifest (also written there).
