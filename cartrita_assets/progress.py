@@ -146,3 +146,49 @@ def counted(items: Iterable[T], progress: Progress) -> Iterator[T]:
             yield item
             progress.advance()
     progress.finish()
+
+
+class LineBatch:
+    """A tool's output lines logged together: one message of every line gathered, at most every
+    ``every`` seconds (and the rest on ``flush``), so pg_restore's hundreds of ``--verbose``
+    lines become a few events in the run's log, each line still in them, in order. Thread-safe.
+
+    Args:
+        label: the first line of each message, e.g. ``"pg_restore:"``.
+        log: where messages go.
+        every: seconds between messages at most while lines arrive.
+        clock: the time source (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        label: str,
+        log: Log,
+        *,
+        every: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.label, self.log, self.every, self.clock = label, log, every, clock
+        self._lines: list[str] = []
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def __call__(self, line: str) -> None:
+        """Gather ``line``; log the gathered lines when ``every`` seconds passed."""
+        with self._lock:
+            self._lines.append(line)
+            if self.clock() - self._last < self.every:
+                return
+            text, self._lines, self._last = self._take(), [], self.clock()
+        self.log(text)
+
+    def flush(self) -> None:
+        """Log whatever was gathered since the last message."""
+        with self._lock:
+            if not self._lines:
+                return
+            text, self._lines, self._last = self._take(), [], self.clock()
+        self.log(text)
+
+    def _take(self) -> str:
+        return "\n".join([self.label, *self._lines])

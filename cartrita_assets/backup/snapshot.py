@@ -40,7 +40,7 @@ from cartrita_assets.pg import inventory, measure
 from cartrita_assets.pg.binaries import binaries_major, pg_binary
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.pg.tools import run_tool
-from cartrita_assets.progress import Progress, counted
+from cartrita_assets.progress import LineBatch, Progress, counted
 from cartrita_assets.redaction import private_dir
 from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.redis_copy.versions import server_version
@@ -406,14 +406,18 @@ class _DumpThread(threading.Thread):
         ]  # fmt: skip
         # bytes written, rate and ETA at least every 10 s while pg_dump runs
         progress = Progress("pg_dump", self.estimate or None, "bytes", self.log)
-        with progress.ticking(poll=self.written):
-            result = run_tool(
-                args,
-                self.origin.postgres,
-                app_name=f"cartrita-{self.origin.name}-backup",
-                log=lambda line: self.log(f"pg_dump: {line}"),
-                extra_env={"PGOPTIONS": "-c default_transaction_read_only=on"},
-            )
+        lines = LineBatch("pg_dump --verbose:", self.log)
+        try:
+            with progress.ticking(poll=self.written):
+                result = run_tool(
+                    args,
+                    self.origin.postgres,
+                    app_name=f"cartrita-{self.origin.name}-backup",
+                    log=lines,
+                    extra_env={"PGOPTIONS": "-c default_transaction_read_only=on"},
+                )
+        finally:
+            lines.flush()
         self.seconds = time.monotonic() - started
         if result.returncode == 0:
             progress.set_done(self.written())

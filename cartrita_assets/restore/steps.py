@@ -26,7 +26,7 @@ from cartrita_assets.pg.connect import connect, server_major
 from cartrita_assets.pg.measure import default_jobs
 from cartrita_assets.pg.roles import ensure_role
 from cartrita_assets.pg.tools import run_tool
-from cartrita_assets.progress import Progress, counted
+from cartrita_assets.progress import LineBatch, Progress, counted
 from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.redis_copy.versions import ServerVersion, check_not_older, server_version
 
@@ -267,20 +267,24 @@ def _pg_restore(admin: PostgresSettings, folder: Path, db: str, log: Log, jobs: 
     sizes = {int(p.stem): p.stat().st_size for p in dump.glob("*.dat") if p.stem.isdigit()}
     progress = Progress("pg_restore", sum(sizes.values()) or None, "bytes", log)
     finished: list[int] = []
+    lines = LineBatch("pg_restore --verbose:", log)
 
     def on_line(line: str) -> None:
         match = _FINISHED.search(line)
         if match and int(match[1]) in sizes:
             finished.append(sizes[int(match[1])])
-        log(f"pg_restore: {line}")
+        lines(line)
 
     args = [
         "pg_restore", f"--dbname={db}", f"--jobs={jobs}", "--exit-on-error", "--verbose",
         "--no-password", str(dump),
     ]  # fmt: skip
-    with _CopyWatch(admin, db, label_done=lambda: sum(finished)) as watch:
-        with progress.ticking(poll=watch.bytes_done):
-            result = run_tool(args, admin, app_name="cartrita-v2-restore", log=on_line)
+    try:
+        with _CopyWatch(admin, db, label_done=lambda: sum(finished)) as watch:
+            with progress.ticking(poll=watch.bytes_done):
+                result = run_tool(args, admin, app_name="cartrita-v2-restore", log=on_line)
+    finally:
+        lines.flush()
     errors = [line for line in result.stderr if "error" in line.lower()]
     if result.returncode != 0 or errors:
         shown = "\n".join((errors or result.stderr)[-8:])

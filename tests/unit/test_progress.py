@@ -109,3 +109,20 @@ def test_human_units():
     assert human_seconds(59.4) == "59s"
     assert human_seconds(185) == "3m05s"
     assert human_seconds(3720) == "1h02m"
+
+
+def test_line_batch_logs_every_line_in_order_in_few_messages():
+    from cartrita_assets.progress import LineBatch
+
+    now = [0.0]
+    messages: list[str] = []
+    batch = LineBatch("pg_restore --verbose:", messages.append, every=2.0, clock=lambda: now[0])
+    for i in range(10):
+        now[0] = i * 0.5  # a line every half second
+        batch(f"line {i}")
+    batch.flush()
+    batch.flush()  # nothing left: no empty message
+    assert len(messages) == 3
+    assert all(m.startswith("pg_restore --verbose:\n") for m in messages)
+    lines = [line for m in messages for line in m.splitlines()[1:]]
+    assert lines == [f"line {i}" for i in range(10)]
