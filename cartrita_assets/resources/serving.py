@@ -44,6 +44,15 @@ class ServingResource(dg.ConfigurableResource):
         durable = self.durable and local.durable
         return LocalReplica(Path(local.base_dir) / "replica", self.replica_port, durable, log)
 
+    def stop_local(self, v2: V2Target) -> list[str]:
+        """Stop the local pooler and read replica of ``v2`` where they run (before v2 itself, so
+        neither is left retrying a stopped server); what was stopped. Nothing in a cluster."""
+        if not isinstance(v2, LocalV2Target):
+            return []
+        pooler, replica = self.pooler(v2), self.replica(v2)
+        servers = (("v2 pooler (PgBouncer)", pooler), ("v2 read replica", replica))
+        return [label for label, server in servers if server.stop()]
+
 
 def _local(v2: V2Target, asset: str, manifests: str) -> LocalV2Target:
     if not isinstance(v2, LocalV2Target):

@@ -259,3 +259,19 @@ def test_replica_check_fails_when_the_replica_is_down(served: Served) -> None:
     again = run_job(served.resources, served.instance, "v2_read_replica_job")
     assert check_results(again) == {"replica_serves_primary_results": True}
     assert _check_meta(again, "replica_serves_primary_results")["differences"] == "none"
+
+
+def test_the_rollback_stops_the_local_pooler_and_replica_before_v2(served: Served) -> None:
+    """`v1_reinstated` stops them with ``ServingResource.stop_local`` (v2 itself is this
+    session's shared server, so only that call runs here, not the whole rollback)."""
+    v2 = served.resources["v2"]
+    if NO_PGBOUNCER:
+        pytest.skip(NO_PGBOUNCER)
+    if not served.serving.pooler(v2).is_running():
+        run_job(served.resources, served.instance, "v2_pooler_job")
+    if not served.serving.replica(v2).is_running():
+        run_job(served.resources, served.instance, "v2_read_replica_job")
+    assert served.serving.stop_local(v2) == ["v2 pooler (PgBouncer)", "v2 read replica"]
+    assert not served.serving.pooler(v2).is_running()
+    assert not served.serving.replica(v2).is_running()
+    assert served.serving.stop_local(v2) == []  # nothing left running

@@ -14,6 +14,7 @@ from cartrita_assets.follow import frozen
 from cartrita_assets.follow import steps as follow_steps
 from cartrita_assets.resources.follow import FollowStore
 from cartrita_assets.resources.lock import MigrationLock
+from cartrita_assets.resources.serving import ServingResource
 from cartrita_assets.resources.v1 import V1Source
 from cartrita_assets.restore.steps import restore_postgres, restore_redis, verify_backup
 from cartrita_assets.rollback.steps import (
@@ -44,12 +45,14 @@ def v1_reinstated(
     v2: V2Target,
     backups: BackupStore,
     follow: FollowStore,
+    serving: ServingResource,
     migration_lock: MigrationLock,
 ) -> dg.MaterializeResult:
     """v1 serving again exactly as the verified backup recorded it (after a follow-mode cutover:
     as the cutover froze it, follow-period writes included), the application's .env back on
     v1's settings, follow mode's objects gone from v1, and v2 stopped. v1 is overwritten only
-    when it differs and the run config confirms it; otherwise nothing is changed."""
+    when it differs and the run config confirms it; otherwise nothing is changed. The local
+    pooler and read replica, when running, are stopped with v2."""
     with user_errors():
         migration_lock.hold(context)
         log = progress(context)
@@ -77,7 +80,7 @@ def v1_reinstated(
             v2_redis=lambda: v2.redis() if settings.redis else None,
         )  # fmt: skip
         metadata["follow_objects_removed"] = "; ".join(removed) or "none"
-        stopped = v2.stop(log)
+        stopped = serving.stop_local(v2) + v2.stop(log)
         action = f"none needed: v1 equals {reference.name}"
         if before.any():
             restore_postgres(
