@@ -9,8 +9,10 @@ from cartrita_assets.environments import build_resources
 
 
 def status(_args: argparse.Namespace) -> int:
-    """Print the local servers, or the namespace's pods, services and volume claims."""
-    for line in build_resources()["v2"].status_lines():
+    """Print the local servers (the pooler and read replica too), or the namespace's pods,
+    services and volume claims."""
+    resources = build_resources()
+    for line in resources["v2"].status_lines() + resources["serving"].status_lines(resources["v2"]):
         print(line)
     return 0
 

@@ -101,6 +101,8 @@ def test_commands_that_only_look_start_nothing(test_dir):
 
     status = run("v2", "status")
     assert status.returncode == 0 and "stopped" in status.stdout, status.stderr
+    assert "v2 pooler (PgBouncer) on 127.0.0.1" in status.stdout
+    assert "v2 read replica on 127.0.0.1" in status.stdout
     connect_out = run("v2", "connect")
     assert connect_out.returncode == 2, connect_out.stdout + connect_out.stderr
     assert "demo v1 has not been set up yet" in connect_out.stderr
