@@ -24,18 +24,20 @@ class HealthCheckRun:
 
 
 def health_check_decision(
-    database: str | None, no_database: str, in_flight: str | None
+    database: str | None, no_database: str, in_flight: str | None, what: str = "health checks"
 ) -> HealthCheckRun | str:
-    """The run to request, or why there is none.
+    """The run to request, or why there is none. Every scheduled run that reads the serving v2
+    decides this way (``what`` names it in the skip reason: health checks, a v2 backup).
 
     Args:
-        database: the v2 database to check, or None (no restore yet, or rolled back).
+        database: the v2 database to read, or None (no restore yet, or rolled back).
         no_database: why there is no database (when ``database`` is None).
         in_flight: a queued or running run that writes v2 (``"<job> run <id> (<status>)"``), or
-            None; its checks would read a database being written.
+            None; the run would read a database being written.
+        what: the run, as the skip reason names it.
     """
     if database is None:
-        return f"No health checks: {no_database}."
+        return f"No {what}: {no_database}."
     if in_flight:
-        return f"No health checks while {in_flight} is in flight."
+        return f"No {what} while {in_flight} is in flight."
     return HealthCheckRun(database)

@@ -60,3 +60,12 @@ def test_the_schedule_follows_restore_rollback_and_runs_in_flight(instance):
     instance.report_runless_asset_event(dg.AssetMaterialization("v1_reinstated"))
     skip = _schedule_result(instance)
     assert isinstance(skip, dg.SkipReason) and "v2 is rolled back" in skip.skip_message
+
+
+def test_the_v2_backup_schedule_decides_the_same_way_under_its_own_name():
+    assert health_check_decision(None, "why", None, what="v2 backup") == "No v2 backup: why."
+    assert health_check_decision("cartrita", "", BUSY, what="v2 backup") == (
+        f"No v2 backup while {BUSY} is in flight."
+    )
+    decision = health_check_decision("cartrita", "", None, what="v2 backup")
+    assert isinstance(decision, HealthCheckRun) and decision.tags == {DATABASE_TAG: "cartrita"}

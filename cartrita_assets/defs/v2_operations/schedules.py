@@ -5,6 +5,7 @@ import dagster as dg
 from cartrita_assets.defs.facts import run_in_flight, v2_database
 from cartrita_assets.defs.jobs import v2_backup_job
 from cartrita_assets.environments import V2_BACKUP_CRON_ENV, v2_backup_cron
+from cartrita_assets.report.health import health_check_decision
 
 
 def build_v2_backup_schedule(cron: str | None = None) -> dg.ScheduleDefinition:
@@ -25,12 +26,11 @@ def build_v2_backup_schedule(cron: str | None = None) -> dg.ScheduleDefinition:
     )
     def v2_backup_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         database, why = v2_database(context.instance)
-        if database is None:
-            return dg.SkipReason(f"No v2 backup: {why}.")
         busy = run_in_flight(context.instance)
-        if busy:
-            return dg.SkipReason(f"No v2 backup while {busy} is in flight.")
-        return dg.RunRequest(tags={"cartrita/database": database})
+        decision = health_check_decision(database, why, busy, what="v2 backup")
+        if isinstance(decision, str):
+            return dg.SkipReason(decision)
+        return dg.RunRequest(tags=decision.tags)
 
     return v2_backup_schedule
 
