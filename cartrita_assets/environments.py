@@ -3,6 +3,10 @@ every ``CARTRITA_*`` setting (one parser for whole numbers, one for yes/no).
 
 ``local`` (default): v2 is a pair of servers under the state folder; without a v1 ``.env`` v1 is
 the demo. ``kubernetes``: v2 lives in the cluster and a missing v1 ``.env`` is an error.
+
+Importing this module does not import Dagster (the resources are imported where they are built):
+``cartrita forward`` finds and checks v1's ``.env`` in a fraction of a second, before it loads the
+graph.
 """
 
 from __future__ import annotations
@@ -11,25 +15,18 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dagster as dg
-from dagster._utils.schedules import is_valid_cron_string
+from cartrita_assets.errors import CartritaError, EnvFileError
 
-from cartrita_assets.backup.store import BackupStore
-from cartrita_assets.backup.v2_store import V2BackupStore
-from cartrita_assets.cluster.k8s.manifests import DEFAULT_NAMESPACE
-from cartrita_assets.cluster.k8s_target import KubernetesV2Target
-from cartrita_assets.cluster.v2 import LocalV2Target
-from cartrita_assets.errors import CartritaError
-from cartrita_assets.resources.embedder import EmbedderResource
-from cartrita_assets.resources.follow import FollowStore
-from cartrita_assets.resources.lock import MigrationLock
-from cartrita_assets.resources.reports import ReportStore
-from cartrita_assets.resources.serving import ServingResource
-from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.vectors.indexing import EXACT_BELOW, HNSW_MAX_BYTES
-from cartrita_assets.vectors.invalidation import DEFAULT_PATTERNS, KeyPattern, parse_rule
+if TYPE_CHECKING:  # the CLI checks v1's .env from here before Dagster is imported
+    import dagster as dg
+
+    from cartrita_assets.backup.v2_store import V2BackupStore
+    from cartrita_assets.resources.embedder import EmbedderResource
+    from cartrita_assets.resources.serving import ServingResource
+    from cartrita_assets.resources.v1 import V1Source
+    from cartrita_assets.vectors.invalidation import KeyPattern
 
 ENVIRONMENTS = ("local", "kubernetes")
 TRUE = {"1", "true", "yes", "on"}
@@ -55,6 +52,8 @@ def current_environment() -> str:
 def namespace_from_env() -> str:
     """``$CARTRITA_NAMESPACE`` (default ``data-stack``): the namespace of every v2 object, of
     the in-cluster addresses in the Secrets and of the migration Job, also for the CLI."""
+    from cartrita_assets.cluster.k8s.manifests import DEFAULT_NAMESPACE
+
     namespace = os.environ.get("CARTRITA_NAMESPACE", "").strip() or DEFAULT_NAMESPACE
     if not _DNS_LABEL.fullmatch(namespace):
         raise CartritaError(
@@ -98,6 +97,8 @@ def bool_setting(name: str) -> bool:
 def index_rule() -> dict[str, int]:
     """The index rule's thresholds the automations pass to embeddings_index:
     ``CARTRITA_EXACT_BELOW`` and ``CARTRITA_HNSW_MAX_BYTES`` (defaults: the asset's)."""
+    from cartrita_assets.vectors.indexing import EXACT_BELOW, HNSW_MAX_BYTES
+
     return {
         "exact_below": int_setting("CARTRITA_EXACT_BELOW", EXACT_BELOW),
         "hnsw_max_bytes": int_setting("CARTRITA_HNSW_MAX_BYTES", HNSW_MAX_BYTES, minimum=1),
@@ -119,6 +120,8 @@ def v2_backup_cron() -> str:
 
 
 def _cron(name: str, default: str, meaning: str) -> str:
+    from dagster._utils.schedules import is_valid_cron_string
+
     cron = setting(name, default)
     if not is_valid_cron_string(cron):
         raise CartritaError(
@@ -133,6 +136,8 @@ def v2_backup_store(state: Path) -> V2BackupStore:
     kubernetes environment a volume mounted in the run's pod) and how many are kept
     (``CARTRITA_V2_BACKUP_KEEP``, default 7; ``CARTRITA_V2_BACKUP_MAX_AGE_DAYS``, default 30, 0
     for no age limit)."""
+    from cartrita_assets.backup.v2_store import V2BackupStore
+
     return V2BackupStore(
         root=setting("CARTRITA_V2_BACKUP_DIR", str(state / "v2-backups")),
         keep=int_setting("CARTRITA_V2_BACKUP_KEEP", 7, minimum=1),
@@ -179,6 +184,8 @@ def cache_key_patterns() -> dict[str, tuple[KeyPattern, ...]]:
     Raises:
         CacheRuleError: naming the part of the value that is wrong.
     """
+    from cartrita_assets.vectors.invalidation import DEFAULT_PATTERNS, parse_rule
+
     return parse_rule(setting("CARTRITA_CACHE_KEY_PATTERNS", DEFAULT_PATTERNS))
 
 
@@ -187,17 +194,65 @@ def reports_dir() -> str:
     return setting("CARTRITA_REPORTS_DIR", "reports")
 
 
+def v1_env_file_options(env: str) -> dict[str, Any]:
+    """Where ``env`` looks for v1's ``.env``, as ``V1Source`` fields: ``$CARTRITA_V1_ENV_FILE``
+    (``--env-file``), else ``./.env``; without either, the demo v1 in ``local`` only."""
+    return {
+        "env_file": os.environ.get("CARTRITA_V1_ENV_FILE") or None,
+        "default_env_file": ".env",
+        "allow_demo": env == "local",
+    }
+
+
+def resolve_v1_env_file(
+    env_file: str | None, default_env_file: str, allow_demo: bool
+) -> Path | None:
+    """v1's environment file in use, or None when v1 is the demo (``V1Source`` resolves it here).
+
+    Raises:
+        EnvFileError: ``env_file`` does not exist, or there is no file and no demo.
+    """
+    if env_file:
+        path = Path(env_file).expanduser()
+        if not path.exists():
+            raise EnvFileError(
+                f"{path}: the v1 environment file does not exist. Fix CARTRITA_V1_ENV_FILE "
+                "(or --env-file) to name v1's .env."
+            )
+        return path
+    default = Path(default_env_file)
+    if default.exists():
+        return default
+    if not allow_demo:
+        raise EnvFileError(
+            f"{default.resolve()}: no v1 environment file, and the demo v1 is off in this "
+            "environment. Set CARTRITA_V1_ENV_FILE to v1's .env."
+        )
+    return None
+
+
+def v1_env_file(env: str | None = None) -> Path | None:
+    """v1's ``.env`` the run will read (None: the demo v1), found exactly as the ``v1`` resource
+    of :func:`build_resources` finds it, without importing Dagster."""
+    return resolve_v1_env_file(**v1_env_file_options(env or current_environment()))
+
+
 def build_resources(env: str | None = None, state: Path | None = None) -> dict[str, Any]:
     """Resources for ``env`` with everything they write kept under ``state``."""
+    from cartrita_assets.backup.store import BackupStore
+    from cartrita_assets.cluster.v2 import LocalV2Target
+    from cartrita_assets.resources.follow import FollowStore
+    from cartrita_assets.resources.lock import MigrationLock
+    from cartrita_assets.resources.reports import ReportStore
+    from cartrita_assets.resources.v1 import V1Source
+
     env = env or current_environment()
     state = state or state_dir()
     if env == "kubernetes":
         return _kubernetes_resources(state)
     return {
         "v1": V1Source(
-            env_file=os.environ.get("CARTRITA_V1_ENV_FILE") or None,
-            default_env_file=".env",
-            allow_demo=True,
+            **v1_env_file_options(env),
             demo_dir=str(state / "demo-v1"),
             demo_pg_port=int_setting("CARTRITA_DEMO_PG_PORT", 15432),
             demo_redis_port=int_setting("CARTRITA_DEMO_REDIS_PORT", 16379),
@@ -236,6 +291,13 @@ def folder_resources(
         v2: the v2 target (a ``LocalV2Target`` or ``KubernetesV2Target``).
         embedder: the embedding model (default: the local model with no cache).
     """
+    from cartrita_assets.backup.store import BackupStore
+    from cartrita_assets.backup.v2_store import V2BackupStore
+    from cartrita_assets.resources.embedder import EmbedderResource
+    from cartrita_assets.resources.follow import FollowStore
+    from cartrita_assets.resources.lock import MigrationLock
+    from cartrita_assets.resources.reports import ReportStore
+
     return {
         "v1": v1,
         "v2": v2,
@@ -251,6 +313,8 @@ def folder_resources(
 def serving_from_env() -> ServingResource:
     """The local pooler and replica: ``CARTRITA_V2_POOLER_PORT`` (default 32434),
     ``CARTRITA_V2_REPLICA_PORT`` (32433), ``CARTRITA_PGBOUNCER`` (default: Debian's binary)."""
+    from cartrita_assets.resources.serving import ServingResource
+
     return ServingResource(
         pooler_port=int_setting("CARTRITA_V2_POOLER_PORT", 32434, minimum=1),
         replica_port=int_setting("CARTRITA_V2_REPLICA_PORT", 32433, minimum=1),
@@ -263,6 +327,8 @@ def embedder_from_env(state: Path) -> EmbedderResource:
     model and dimensions from ``CARTRITA_OPENAI_BASE_URL``, ``CARTRITA_OPENAI_MODEL``,
     ``CARTRITA_OPENAI_DIMENSIONS``; the key from ``OPENAI_API_KEY``). Vectors are cached under
     the state folder (``CARTRITA_EMBEDDING_CACHE``: another file, or empty for no cache)."""
+    from cartrita_assets.resources.embedder import EmbedderResource
+
     kind = os.environ.get("CARTRITA_EMBEDDER", "local").strip().lower() or "local"
     if kind not in ("local", "openai"):
         raise CartritaError(f"CARTRITA_EMBEDDER={kind!r} is not an embedder; use local or openai.")
@@ -279,12 +345,21 @@ def embedder_from_env(state: Path) -> EmbedderResource:
 
 def executor_for(env: str | None = None) -> dg.ExecutorDefinition:
     """Local runs keep every step in one process: faster, and the migration lock is held by it."""
+    import dagster as dg
+
     return dg.in_process_executor
 
 
 def _kubernetes_resources(state: Path) -> dict[str, Any]:
     """v1 from its .env (no demo), v2 on the cluster, the lock across run pods."""
-    v1 = V1Source(env_file=os.environ.get("CARTRITA_V1_ENV_FILE") or None, allow_demo=False)
+    from cartrita_assets.backup.store import BackupStore
+    from cartrita_assets.cluster.k8s_target import KubernetesV2Target
+    from cartrita_assets.resources.follow import FollowStore
+    from cartrita_assets.resources.lock import MigrationLock
+    from cartrita_assets.resources.reports import ReportStore
+    from cartrita_assets.resources.v1 import V1Source
+
+    v1 = V1Source(**v1_env_file_options("kubernetes"))
     return {
         "v1": v1,
         "v2": KubernetesV2Target(

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from cartrita_assets.backup.retention import record_verification
 from cartrita_assets.environments import build_resources
 from cartrita_assets.errors import CartritaError
-from cartrita_assets.restore.scratch import run_restore_test
-from cartrita_assets.restore.steps import restore_postgres, restore_redis, verify_backup
 
 STATES = {True: "verified", False: "FAILED", None: "not tested"}
 
@@ -30,6 +27,9 @@ def list_backups(_args: argparse.Namespace) -> int:
 def verify(args: argparse.Namespace) -> int:
     """Restore a backup (default: the newest) into a scratch database on v2's server and compare
     it with its manifest; exit 1 when it does not match."""
+    from cartrita_assets.backup.retention import record_verification
+    from cartrita_assets.restore.scratch import run_restore_test
+
     resources = build_resources()
     store, v2 = resources["v2_backups"], resources["v2"]
     folder, manifest = store.load(args.backup_id) if args.backup_id else store.newest()
@@ -47,6 +47,8 @@ def verify(args: argparse.Namespace) -> int:
 
 def restore(args: argparse.Namespace) -> int:
     """Put v2 back to a backup: its database replaced, the backed-up Redis keys rewritten."""
+    from cartrita_assets.restore.steps import restore_postgres, restore_redis, verify_backup
+
     resources = build_resources()
     store, v2 = resources["v2_backups"], resources["v2"]
     folder, manifest = store.load(args.backup_id)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from cartrita_assets.envfile import EnvFile, PostgresSettings, V1Settings
 from cartrita_assets.environments import bool_setting, current_environment, setting
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.paths import data_path
-from cartrita_assets.schema import MigrationRunner, manifest_problems, write_manifest
-from cartrita_assets.schema.files import load_migrations
+
+if TYPE_CHECKING:  # imported where used: `cartrita` starts without loading the schema code
+    from cartrita_assets.schema import MigrationRunner
 
 COLUMNS = [
     "version",
@@ -35,6 +37,8 @@ def settings_from_url(url: str | None) -> PostgresSettings:
 
 
 def _runner(args: argparse.Namespace) -> MigrationRunner:
+    from cartrita_assets.schema import MigrationRunner
+
     settings = settings_from_url(args.database_url or os.environ.get("DATABASE_URL"))
     return MigrationRunner(
         settings,
@@ -85,6 +89,9 @@ def migrate(args: argparse.Namespace) -> int:
 
 def manifest(args: argparse.Namespace) -> int:
     """Check (or with --write regenerate) sql/MIGRATION_MANIFEST.json."""
+    from cartrita_assets.schema import manifest_problems, write_manifest
+    from cartrita_assets.schema.files import load_migrations
+
     folder = data_path("sql") / "migrations"
     if args.write:
         print(f"Wrote {write_manifest(folder)}")

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from cartrita_assets.follow import ledger as ledgers
-from cartrita_assets.follow import steps
-
 
 def _status(_args: argparse.Namespace) -> int:
     from cartrita_assets.environments import build_resources
+    from cartrita_assets.follow import ledger as ledgers
 
     follow = build_resources()["follow"]
     ledger = ledgers.load(follow.path())
@@ -30,6 +28,8 @@ def _status(_args: argparse.Namespace) -> int:
 
 def _abort(_args: argparse.Namespace) -> int:
     from cartrita_assets.environments import build_resources
+    from cartrita_assets.follow import ledger as ledgers
+    from cartrita_assets.follow import steps
 
     resources = build_resources()
     v1, v2, follow = resources["v1"], resources["v2"], resources["follow"]

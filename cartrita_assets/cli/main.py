@@ -75,16 +75,18 @@ def _integration_reports(result: object) -> list[str]:
 def _check_v1_env_file() -> None:
     """Read v1's .env before a job starts: a bad file is one clear error, not a failed run.
 
-    Nothing is started or written (the demo v1 is not started here); the assets read it again.
+    The file is found and read before Dagster is imported, so a bad one fails in a fraction of a
+    second; then the other settings are read as the run will read them. Nothing is started or
+    written (the demo v1 is not started here); the assets read the file again.
     """
     from cartrita_assets.envfile import V1Settings, read_env_file
     from cartrita_assets.envfile.cutover import v1_settings_file
-    from cartrita_assets.environments import build_resources
+    from cartrita_assets.environments import build_resources, v1_env_file
 
-    v1 = build_resources()["v1"]
-    path = v1.resolved_env_file()
+    path = v1_env_file()  # where the v1 resource of build_resources() looks
     if path is not None:
         V1Settings.from_env_file(read_env_file(v1_settings_file(path)))
+    build_resources()
 
 
 def _forward(args: argparse.Namespace) -> int:

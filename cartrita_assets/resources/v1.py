@@ -10,6 +10,7 @@ import dagster as dg
 from cartrita_assets.demo.servers import DemoV1
 from cartrita_assets.envfile import V1Settings, read_env_file
 from cartrita_assets.envfile.cutover import v1_settings_file
+from cartrita_assets.environments import resolve_v1_env_file
 from cartrita_assets.errors import EnvFileError
 
 
@@ -32,23 +33,7 @@ class V1Source(dg.ConfigurableResource):
 
     def resolved_env_file(self) -> Path | None:
         """The environment file in use, or None when v1 is the demo."""
-        if self.env_file:
-            path = Path(self.env_file).expanduser()
-            if not path.exists():
-                raise EnvFileError(
-                    f"{path}: the v1 environment file does not exist. Fix CARTRITA_V1_ENV_FILE "
-                    "(or --env-file) to name v1's .env."
-                )
-            return path
-        default = Path(self.default_env_file)
-        if default.exists():
-            return default
-        if not self.allow_demo:
-            raise EnvFileError(
-                f"{default.resolve()}: no v1 environment file, and the demo v1 is off in this "
-                "environment. Set CARTRITA_V1_ENV_FILE to v1's .env."
-            )
-        return None
+        return resolve_v1_env_file(self.env_file, self.default_env_file, self.allow_demo)
 
     def is_demo(self) -> bool:
         """True when v1 is the synthetic demo."""

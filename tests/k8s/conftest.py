@@ -6,6 +6,7 @@ Without its binaries they skip and say how to get them; under ``CI=true`` that i
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -15,7 +16,12 @@ from pathlib import Path
 import pytest
 from support.control_plane import ControlPlane, assets_or_skip
 
+from cartrita_assets.cluster import k8s_target
+from cartrita_assets.cluster.k8s import wait
 from cartrita_assets.cluster.k8s.cluster import KubernetesCluster
+
+# seconds between the target's reads of its StatefulSets while it waits (the product reads every 2)
+READINESS_POLL = 0.2
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -48,3 +54,15 @@ def kubeconfig(control_plane: ControlPlane) -> str:
 def cluster(kubeconfig: str) -> KubernetesCluster:
     """The project's cluster seam, bound to the test run's control plane."""
     return KubernetesCluster.from_environment(kubeconfig=kubeconfig)
+
+
+@pytest.fixture(autouse=True)
+def prompt_readiness_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in kubelet marks a Pod ready within a fraction of a second, so the kubernetes
+    target reads its StatefulSets every READINESS_POLL seconds instead of every 2 while it waits
+    for them to be ready or scaled down: the same wait on the same API server, each about 1.5 s
+    sooner. (The wait at the 2 s cadence is covered with an injected clock in
+    tests/unit/test_k8s_cluster.py.)"""
+    for name in ("wait_statefulsets_ready", "wait_scaled_down"):
+        waiter = functools.partial(getattr(wait, name), poll=READINESS_POLL)
+        monkeypatch.setattr(k8s_target, name, waiter)
