@@ -143,6 +143,9 @@ class LocalRedis:
                     f"dir {self.base_dir}",
                     "appendonly yes",
                     "databases 16",
+                    # a replica (follow mode's v2) syncs at once instead of after the default
+                    # 5 s wait for more replicas to share the transfer: only one ever comes
+                    "repl-diskless-sync-delay 0",
                     f"requirepass {password}",
                 ]
             )
