@@ -21,8 +21,6 @@ from cartrita_assets.paths import PROJECT_ROOT
 if TYPE_CHECKING:
     from cartrita_assets.cluster.v2 import V2Target
     from cartrita_assets.resources.serving import ServingResource
-    from cartrita_assets.serving.pooler import LocalPooler
-    from cartrita_assets.serving.replica import LocalReplica
 
 
 def _run_job(
@@ -146,16 +144,12 @@ def _servers(args: argparse.Namespace) -> int:
 def _serving(action: str, serving: ServingResource, v2: V2Target) -> None:
     """The local pooler and read replica: started by their jobs only, stopped with v2 (first,
     so neither is left retrying a stopped server)."""
-    servers: list[tuple[str, LocalPooler | LocalReplica]] = [
-        ("v2 pooler (PgBouncer)", serving.pooler(v2)),
-        ("v2 read replica", serving.replica(v2)),
-    ]
-    for label, server in servers:
-        if action == "stop":
+    if action == "stop":
+        for label, server in serving.local_servers(v2):
             print(f"{label}: {'stopped' if server.stop() else 'was not running'}")
-        elif action == "status":
-            state = "running" if server.is_running() else "stopped"
-            print(f"{label} on 127.0.0.1:{server.port}: {state}")
+    elif action == "status":
+        for line in serving.status_lines(v2):
+            print(line)
 
 
 def _demo(args: argparse.Namespace) -> int:

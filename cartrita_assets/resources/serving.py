@@ -44,26 +44,25 @@ class ServingResource(dg.ConfigurableResource):
         durable = self.durable and local.durable
         return LocalReplica(Path(local.base_dir) / "replica", self.replica_port, durable, log)
 
-    def status_lines(self, v2: V2Target) -> list[str]:
-        """One line each for the local pooler and read replica of ``v2`` (none in a cluster:
-        ``cartrita v2 status`` lists the namespace's pods there)."""
+    def local_servers(self, v2: V2Target) -> list[tuple[str, LocalPooler | LocalReplica]]:
+        """The local pooler and read replica of ``v2``, named (none in a cluster, where they are
+        the namespace's pods)."""
         if not isinstance(v2, LocalV2Target):
             return []
-        pooler, replica = self.pooler(v2), self.replica(v2)
+        return [("v2 pooler (PgBouncer)", self.pooler(v2)), ("v2 read replica", self.replica(v2))]
+
+    def status_lines(self, v2: V2Target) -> list[str]:
+        """One line each for the local pooler and read replica of ``v2``."""
         return [
             f"{label} on 127.0.0.1:{server.port}: "
             + ("running" if server.is_running() else "stopped")
-            for label, server in (("v2 pooler (PgBouncer)", pooler), ("v2 read replica", replica))
+            for label, server in self.local_servers(v2)
         ]
 
     def stop_local(self, v2: V2Target) -> list[str]:
         """Stop the local pooler and read replica of ``v2`` where they run (before v2 itself, so
-        neither is left retrying a stopped server); what was stopped. Nothing in a cluster."""
-        if not isinstance(v2, LocalV2Target):
-            return []
-        pooler, replica = self.pooler(v2), self.replica(v2)
-        servers = (("v2 pooler (PgBouncer)", pooler), ("v2 read replica", replica))
-        return [label for label, server in servers if server.stop()]
+        neither is left retrying a stopped server); what was stopped."""
+        return [label for label, server in self.local_servers(v2) if server.stop()]
 
 
 def _local(v2: V2Target, asset: str, manifests: str) -> LocalV2Target:
