@@ -202,22 +202,30 @@ def _exact_names(dump_dir: Path, entry: TocEntry) -> TocEntry:
 
 
 def count_copy_rows(data_file: Path) -> int:
-    """Rows in one uncompressed directory-format data file.
+    """Rows in one uncompressed directory-format data file (see :class:`CopyRows`)."""
+    counter = CopyRows()
+    with data_file.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            counter.update(chunk)
+    return counter.rows()
+
+
+class CopyRows:
+    """Counts the rows of a directory-format data file fed to it chunk by chunk.
 
     The file is COPY text (one line per row, newlines inside values escaped) ending with a
-    ``\\.`` terminator line and blank lines; rows are the lines before the terminator.
+    ``\\.`` terminator line and blank lines; rows are the lines before a terminator in the last
+    64 bytes (every line when there is none).
     """
-    size = data_file.stat().st_size
-    with data_file.open("rb") as fh:
-        fh.seek(max(0, size - 64))
-        tail_start = fh.tell()
-        tail = fh.read()
-        marker = tail.rfind(b"\\.\n")
-        end = size if marker < 0 else tail_start + marker
-        fh.seek(0)
-        rows, read = 0, 0
-        while read < end:
-            chunk = fh.read(min(1 << 20, end - read))
-            rows += chunk.count(b"\n")
-            read += len(chunk)
-    return rows
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.tail = b""
+
+    def update(self, chunk: bytes) -> None:
+        self.lines += chunk.count(b"\n")
+        self.tail = chunk[-64:] if len(chunk) >= 64 else (self.tail + chunk)[-64:]
+
+    def rows(self) -> int:
+        marker = self.tail.rfind(b"\\.\n")
+        return self.lines - (self.tail[marker:].count(b"\n") if marker >= 0 else 0)

@@ -13,11 +13,13 @@ from cartrita_assets.backup.manifest import (
     Manifest,
     PostgresPart,
     checksum_tree,
+    file_facts,
     verify_files,
+    verify_files_and_rows,
 )
 from cartrita_assets.pg.inventory import SequenceState, TableState
 from cartrita_assets.pg.roles import scram_verifier
-from cartrita_assets.pg.tools import _parse_toc_line, count_copy_rows
+from cartrita_assets.pg.tools import CopyRows, _parse_toc_line, count_copy_rows
 from cartrita_assets.redaction import fingerprint, redact, write_private_file
 
 
@@ -94,6 +96,36 @@ def test_copy_rows_counts_lines_before_the_terminator(tmp_path):
     empty = dump / "3002.dat"
     empty.write_bytes(b"\\.\n\n\n")
     assert count_copy_rows(empty) == 0
+
+
+def test_rows_counted_chunk_by_chunk_equal_one_read_wherever_the_chunks_split():
+    data = b"1\ta\\nb\n2\tc\n3\t\\.\n\\.\n\n\n"  # an escaped newline and a "\\." inside a value
+    for size in range(1, len(data) + 1):
+        counter = CopyRows()
+        for start in range(0, len(data), size):
+            counter.update(data[start : start + size])
+        assert counter.rows() == 3, size
+
+
+def test_sha256_and_rows_from_one_read_equal_the_separate_passes(tmp_path):
+    dump = _dump(tmp_path)
+    big = dump / "3003.dat"
+    rows = (b"%d\t%s\n" % (i, os.urandom(40).hex().encode()) for i in range(40_000))
+    big.write_bytes(b"".join(rows) + b"\\.\n\n")
+    for path in (dump / "3001.dat", big):
+        facts = file_facts(path)
+        assert facts.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert facts.copy_rows == count_copy_rows(path)
+    assert file_facts(big).copy_rows == 40_000
+    manifest = _manifest(tmp_path)
+    manifest.postgres.files["postgres.dump/3003.dat"] = file_facts(big).sha256
+    problems, rows = verify_files_and_rows(tmp_path, manifest)
+    assert problems == [] and rows["postgres.dump/3003.dat"] == 40_000
+    assert rows["postgres.dump/3001.dat"] == 3
+    big.write_bytes(big.read_bytes().replace(b"\n", b"\n0\tx\n", 1))
+    problems, rows = verify_files_and_rows(tmp_path, manifest)
+    assert problems == ["postgres.dump/3003.dat: sha256 differs from the manifest"]
+    assert rows["postgres.dump/3003.dat"] == 40_001
 
 
 def test_toc_lines_are_parsed():
