@@ -39,7 +39,7 @@ ORDER BY 1, 2
 # ``HASH_METHODS``).
 HASH_SQL = (
     "SELECT count(*), "
-    "coalesce(sum(('x' || left(md5({row}), 16))::bit(64)::bigint), 0)::text "
+    "coalesce(sum(('x' || left(md5({row}), 16))::bit(64)::bigint), 0)::text{extra} "
     "FROM {table} AS t"
 )
 
@@ -91,9 +91,13 @@ def row_bytes(columns: list[tuple[str, str]], method: str) -> sql.Composable:
 
 
 def hash_queries(
-    conn: psycopg.Connection, tables: list[tuple[str, str]], method: str = HASH_METHOD
+    conn: psycopg.Connection,
+    tables: list[tuple[str, str]],
+    method: str = HASH_METHOD,
+    extra: Callable[[str, str], sql.Composable] | None = None,
 ) -> dict[tuple[str, str], sql.Composed]:
-    """``HASH_SQL`` for each of ``tables`` under ``method`` (one catalog read for all)."""
+    """``HASH_SQL`` for each of ``tables`` under ``method`` (one catalog read for all);
+    ``extra(schema, table)``: more result columns after the hash (``, count(*) FILTER ...``)."""
     columns: dict[tuple[str, str], list[tuple[str, str]]] = {t: [] for t in tables}
     if method != "text":
         for schema, table, name, how in conn.execute(COLUMNS_SQL).fetchall():
@@ -101,7 +105,9 @@ def hash_queries(
                 columns[(schema, table)].append((name, how))
     return {
         (schema, table): sql.SQL(HASH_SQL).format(
-            row=row_bytes(cols, method), table=sql.Identifier(schema, table)
+            row=row_bytes(cols, method),
+            table=sql.Identifier(schema, table),
+            extra=extra(schema, table) if extra else sql.SQL(""),
         )
         for (schema, table), cols in columns.items()
     }

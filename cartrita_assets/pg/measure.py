@@ -15,6 +15,7 @@ to the full hash.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import threading
@@ -77,16 +78,20 @@ def snapshot_session(
 
 
 def _plan(
-    conn: psycopg.Connection, jobs: int, only: Collection[str] | None, method: str
+    conn: psycopg.Connection,
+    jobs: int,
+    only: Collection[str] | None,
+    method: str,
+    extra: Callable[[str, str], sql.Composable] | None = None,
 ) -> tuple[list[_Part], int, dict[tuple[str, str], sql.Composed]]:
     """Work units, largest first, the estimated total rows (for progress), and each table's
-    hash query."""
+    hash query (``extra``: see :func:`inventory.hash_queries`)."""
     tables = inventory.list_tables(conn)
     if only is not None:
         tables = [(s, t) for s, t in tables if qualified(s, t) in only]
     if not tables:
         return [], 0, {}
-    queries = inventory.hash_queries(conn, tables, method)
+    queries = inventory.hash_queries(conn, tables, method, extra)
     split_ok = conn.info.server_version >= 140000 and jobs > 1
     sizes = conn.execute(
         "SELECT n.nspname, c.relname, pg_relation_size(c.oid) / current_setting('block_size')::int,"
@@ -156,65 +161,86 @@ def table_states(
         settings, role=role, snapshot=snapshot, read_only=read_only, dbname=dbname
     ) as conn:
         parts, estimate, queries = _plan(conn, jobs, only, method)
-        names = [(p.schema, p.table) for p in parts]
-        counts: dict[tuple[str, str], list[int]] = {n: [0, 0] for n in names}
         if not parts:
             return {}
-        work: queue.SimpleQueue[_Part] = queue.SimpleQueue()
-        for part in parts:
-            work.put(part)
         progress = Progress(label, estimate or None, "rows", log)
-        lock = threading.Lock()
-        errors: list[BaseException] = []
-
-        def worker(own: psycopg.Connection | None) -> None:
-            try:
-                with contextlib.ExitStack() as stack:
-                    session = own or stack.enter_context(
-                        snapshot_session(
-                            settings, role=role, snapshot=snapshot, read_only=read_only,
-                            dbname=dbname,
-                        )
-                    )  # fmt: skip
-                    while not errors:
-                        try:
-                            part = work.get_nowait()
-                        except queue.Empty:
-                            return
-                        rows, digest = session.execute(
-                            _part_query(part, queries[(part.schema, part.table)])
-                        ).fetchone()  # type: ignore[misc]
-                        with lock:
-                            total = counts[(part.schema, part.table)]
-                            total[0] += int(rows)
-                            total[1] += int(digest)
-                        progress.advance(int(rows))
-            except BaseException as exc:  # re-raised in the caller's thread
-                errors.append(exc)
-
-        threads = [
-            threading.Thread(target=worker, args=(None,), daemon=True)
-            for _ in range(min(jobs, len(parts)) - 1)
-        ]
-        with progress.ticking():
-            for thread in threads:
-                thread.start()
-            worker(conn)  # the planning session hashes too
-            for thread in threads:
-                thread.join()
-        if errors:
-            if isinstance(errors[0], psycopg.OperationalError):
-                raise CartritaError(
-                    f"Lost the connection to {role} while hashing its tables "
-                    f"({type(errors[0]).__name__}); nothing was changed. Check that the server "
-                    "is up, then run the step again."
-                ) from None
-            raise errors[0]
+        opener = functools.partial(
+            snapshot_session, settings, role=role, snapshot=snapshot, read_only=read_only,
+            dbname=dbname,
+        )  # fmt: skip
+        sums = hash_parts(parts, queries, jobs, opener, progress, role, first=conn)
         progress.finish()
     return {
         qualified(s, t): TableState(rows=c[0], content_hash=str(c[1]))
-        for (s, t), c in sorted(counts.items())
+        for (s, t), c in sorted(sums.items())
     }
+
+
+def hash_parts(
+    parts: list[_Part],
+    queries: dict[tuple[str, str], sql.Composed],
+    jobs: int,
+    opener: Callable[[], contextlib.AbstractContextManager[psycopg.Connection]],
+    progress: Progress,
+    role: str,
+    first: psycopg.Connection | None = None,
+) -> dict[tuple[str, str], list[int]]:
+    """Run each part's query in ``jobs`` parallel sessions (``first``, when given, is one of
+    them; ``opener`` opens the others) and add up every result column per table (the rows, the
+    hash and any ``extra`` columns).
+
+    Raises:
+        CartritaError: a session lost its connection (nothing was changed).
+    """
+    sums: dict[tuple[str, str], list[int]] = {}
+    work: queue.SimpleQueue[_Part] = queue.SimpleQueue()
+    for part in parts:
+        work.put(part)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker(own: psycopg.Connection | None) -> None:
+        try:
+            with contextlib.ExitStack() as stack:
+                session = own or stack.enter_context(opener())
+                while not errors:
+                    try:
+                        part = work.get_nowait()
+                    except queue.Empty:
+                        return
+                    row = session.execute(
+                        _part_query(part, queries[(part.schema, part.table)])
+                    ).fetchone()
+                    assert row is not None
+                    values = [int(v) for v in row]
+                    with lock:
+                        total = sums.setdefault((part.schema, part.table), [0] * len(values))
+                        for i, v in enumerate(values):
+                            total[i] += v
+                    progress.advance(values[0])
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=(None,), daemon=True)
+        for _ in range(min(jobs, len(parts)) - (first is not None))
+    ]
+    with progress.ticking():
+        for thread in threads:
+            thread.start()
+        if first is not None:
+            worker(first)  # the planning session hashes too
+        for thread in threads:
+            thread.join()
+    if errors:
+        if isinstance(errors[0], psycopg.OperationalError):
+            raise CartritaError(
+                f"Lost the connection to {role} while hashing its tables "
+                f"({type(errors[0]).__name__}); nothing was changed. Check that the server "
+                "is up, then run the step again."
+            ) from None
+        raise errors[0]
+    return sums
 
 
 def snapshot_xmin(conn: psycopg.Connection) -> int:

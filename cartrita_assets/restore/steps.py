@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,9 +24,11 @@ from cartrita_assets.envfile import PostgresSettings, RedisSettings
 from cartrita_assets.errors import BackupIntegrityError, CartritaError, PreflightError, RestoreError
 from cartrita_assets.pg import inventory
 from cartrita_assets.pg.connect import connect, server_major
+from cartrita_assets.pg.inventory import qualified
+from cartrita_assets.pg.loaded import LoadedState, LoadHasher
 from cartrita_assets.pg.measure import default_jobs
 from cartrita_assets.pg.roles import ensure_role
-from cartrita_assets.pg.tools import run_tool
+from cartrita_assets.pg.tools import read_toc, run_tool
 from cartrita_assets.progress import LineBatch, Progress, counted
 from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.redis_copy.versions import ServerVersion, check_not_older, server_version
@@ -45,6 +48,9 @@ class RestoreOutcome:
     extensions: list[str] = field(default_factory=list)
     redis_keys: int = 0
     redis_expired_before_restore: int = 0
+    # each table of the backup as hashed right after pg_restore wrote it (hash_while_loading)
+    loaded: dict[str, LoadedState] = field(default_factory=dict)
+    database_oid: int = 0
 
 
 def verify_backup(folder: Path, manifest: Manifest, asset: str = "v1_backup") -> None:
@@ -89,6 +95,7 @@ def restore_postgres(
     jobs: int | None = None,
     label: str = "v2 PostgreSQL",
     again: bool = False,
+    hash_while_loading: bool = False,
 ) -> RestoreOutcome:
     """Restore the backup's database into v2 as ``manifest.postgres.database``.
 
@@ -105,6 +112,9 @@ def restore_postgres(
         label: what the target is to the user, for messages ("v1 PostgreSQL" in a rollback).
         again: restore even when the database was restored from this very backup (it may have
             been written to since); with ``replace_existing`` only.
+        hash_while_loading: hash each table of the backup as soon as pg_restore has written it
+            (``RestoreOutcome.loaded``, :mod:`cartrita_assets.pg.loaded`), with the manifest's
+            hash method, so the comparison with v1 need not hash v2 again.
     """
     target = manifest.postgres.database
     jobs = jobs or default_jobs()
@@ -121,9 +131,30 @@ def restore_postgres(
         roles = _ensure_roles(conn, manifest, app)
         staging = _fresh_staging(conn, manifest)
     _create_extensions(admin, staging, manifest, log, label)
-    _pg_restore(admin, folder, staging, log, jobs)
-    _analyze(admin, staging, log, label, jobs)
+    hasher = None
+    if hash_while_loading:
+        hasher = LoadHasher(
+            admin, dbname=staging, role=label, tables=manifest.postgres.tables,
+            method=manifest.postgres.hash_method, log=log,
+        ).start()  # fmt: skip
+    try:
+        _pg_restore(admin, folder, staging, log, jobs, hasher.loaded if hasher else None)
+    except BaseException:
+        if hasher is not None:
+            hasher.stop()
+        raise
+    loaded: dict[str, LoadedState] = {}
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        analyzed = beside.submit(_analyze, admin, staging, log, label, jobs)
+        if hasher is not None:
+            loaded = hasher.finish(jobs)
+            log(f"Hashed {len(loaded)} tables as pg_restore wrote them "
+                f"({hasher.while_loading} of them while it was still loading others)")  # fmt: skip
+        analyzed.result()
     with connect(admin, role=label, dbname="postgres") as conn:
+        (oid,) = conn.execute(
+            "SELECT oid FROM pg_database WHERE datname = %s", (staging,)
+        ).fetchone()  # type: ignore[misc]
         # marked before the swap: settings follow the database through the rename
         conn.execute(
             sql.SQL("ALTER DATABASE {} SET {} = {}").format(
@@ -138,6 +169,8 @@ def restore_postgres(
         seconds=time.monotonic() - started,
         roles=roles,
         extensions=sorted(manifest.postgres.extensions),
+        loaded=loaded,
+        database_oid=int(oid),
     )
 
 
@@ -261,10 +294,24 @@ def _create_extensions(
             log(f"Extension {name} ready in the staging database")
 
 
-def _pg_restore(admin: PostgresSettings, folder: Path, db: str, log: Log, jobs: int) -> None:
+def _pg_restore(
+    admin: PostgresSettings,
+    folder: Path,
+    db: str,
+    log: Log,
+    jobs: int,
+    table_loaded: Callable[[str], None] | None = None,
+) -> None:
+    """pg_restore into ``db``; ``table_loaded(schema.table)`` as each table's data is in (parallel
+    restores report it; a serial one reports nothing)."""
     log(f"pg_restore into {db} with {jobs} workers")
     dump = folder / DUMP_NAME
     sizes = {int(p.stem): p.stat().st_size for p in dump.glob("*.dat") if p.stem.isdigit()}
+    names = (
+        {e.dump_id: qualified(e.schema, e.name) for e in read_toc(dump) if e.kind == "TABLE DATA"}
+        if table_loaded
+        else {}
+    )
     progress = Progress("pg_restore", sum(sizes.values()) or None, "bytes", log)
     finished: list[int] = []
     lines = LineBatch("pg_restore --verbose:", log)
@@ -273,6 +320,8 @@ def _pg_restore(admin: PostgresSettings, folder: Path, db: str, log: Log, jobs: 
         match = _FINISHED.search(line)
         if match and int(match[1]) in sizes:
             finished.append(sizes[int(match[1])])
+        if match and table_loaded and int(match[1]) in names:
+            table_loaded(names[int(match[1])])
         lines(line)
 
     args = [

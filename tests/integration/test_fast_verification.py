@@ -14,7 +14,7 @@ import pytest
 from cartrita_assets.backup.manifest import DUMP_NAME, Manifest
 from cartrita_assets.backup.snapshot import take_backup
 from cartrita_assets.envfile import PostgresSettings, V1Settings
-from cartrita_assets.pg import inventory, measure
+from cartrita_assets.pg import inventory, loaded, measure
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.pg.inventory import qualified
 from cartrita_assets.pg.tools import count_copy_rows, read_toc
@@ -295,3 +295,81 @@ def test_the_binary_hash_is_equal_across_databases_and_sees_every_bit(demo_v1) -
         with connect(admin, role="test", dbname="postgres") as conn:
             for name in ("oddhash_a", "oddhash_b"):
                 conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _hash_as_loaded(settings: PostgresSettings, *loaded_first: str) -> loaded.LoadHasher:
+    """Every table of ``settings`` hashed as :class:`LoadHasher` does during a restore:
+    ``loaded_first`` by the background session, the rest by ``finish``."""
+    with connect(settings, role="test") as conn:
+        names = [qualified(s, t) for s, t in inventory.list_tables(conn)]
+    hasher = loaded.LoadHasher(
+        settings, dbname=settings.dbname, role="test", tables=names, method=inventory.HASH_METHOD
+    ).start()
+    for name in loaded_first:
+        hasher.loaded(name)
+    hasher.finish(jobs=2)
+    return hasher
+
+
+def _oid(settings: PostgresSettings) -> int:
+    with connect(settings, role="test") as conn:
+        return conn.execute(
+            "SELECT oid FROM pg_database WHERE datname = current_database()"
+        ).fetchone()[0]
+
+
+def test_tables_hashed_as_they_load_equal_the_full_hash_and_are_vouched_for(own_db):
+    hasher = _hash_as_loaded(own_db, "public.notes")
+    assert hasher.while_loading == 1  # notes by the background session, the others in finish
+    full = measure.table_states(own_db, role="test", jobs=1)
+    assert {n: s.state for n, s in hasher.states.items()} == full
+    assert hasher.states["public.items"].xid is not None  # one INSERT wrote every row
+    with connect(own_db, role="test") as conn:  # reads, row locks and ANALYZE write no row
+        conn.execute("SELECT * FROM items WHERE id = 1 FOR UPDATE")
+        conn.execute("ANALYZE")
+    unchanged, why = loaded.unchanged_since_loaded(
+        own_db, hasher.states, role="test", database_oid=_oid(own_db), jobs=2
+    )
+    assert why == {} and unchanged == full
+
+
+@pytest.mark.parametrize("write", sorted(set(WRITES) - {"new_table"}))
+def test_every_write_after_a_table_was_hashed_as_loaded_is_detected(own_db, write):
+    hasher = _hash_as_loaded(own_db, "public.items", "public.notes")
+    before = measure.table_states(own_db, role="test", jobs=2)
+    with connect(own_db, role="test") as conn:
+        WRITES[write](conn)
+    after = measure.table_states(own_db, role="test", jobs=2)
+    unchanged, why = loaded.unchanged_since_loaded(
+        own_db, hasher.states, role="test", database_oid=_oid(own_db), jobs=2
+    )
+    changed = {n for n in before if after.get(n) != before[n]}
+    assert changed and changed <= set(why), (write, changed, why)
+    assert set(unchanged) | set(why) == set(hasher.states) and not set(unchanged) & set(why)
+    assert all(after[n] == s for n, s in unchanged.items())
+
+
+def test_a_new_table_leaves_the_hashed_ones_vouched_for(own_db):
+    hasher = _hash_as_loaded(own_db)
+    with connect(own_db, role="test") as conn:
+        WRITES["new_table"](conn)
+    _, why = loaded.unchanged_since_loaded(
+        own_db, hasher.states, role="test", database_oid=_oid(own_db), jobs=2
+    )
+    assert why == {}
+
+
+def test_a_table_written_by_two_transactions_or_another_database_is_never_vouched_for(own_db):
+    with connect(own_db, role="test") as conn:
+        conn.execute("INSERT INTO notes VALUES (300000, 'second transaction')")
+    hasher = _hash_as_loaded(own_db)
+    assert hasher.states["public.notes"].xid is None
+    _, why = loaded.unchanged_since_loaded(
+        own_db, hasher.states, role="test", database_oid=_oid(own_db), jobs=2
+    )
+    assert set(why) == {"public.notes"}
+    assert "not written by one transaction" in why["public.notes"]
+    _, why = loaded.unchanged_since_loaded(
+        own_db, hasher.states, role="test", database_oid=_oid(own_db) + 1, jobs=2
+    )
+    assert set(why) == set(hasher.states)

@@ -1,7 +1,7 @@
 """restored_db: v1's data in v2, restored from the verified backup."""
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 
@@ -11,9 +11,15 @@ from cartrita_assets.defs.backup.assets import v1_backup
 from cartrita_assets.defs.cluster.assets import pgvector_cluster
 from cartrita_assets.defs.common import OWNERS, current_backup, progress, user_errors
 from cartrita_assets.defs.follow.facts import following
+from cartrita_assets.pg.loaded import LoadedState
 from cartrita_assets.resources.lock import MigrationLock
 from cartrita_assets.resources.v1 import V1Source
-from cartrita_assets.restore.steps import restore_postgres, restore_redis, verify_backup
+from cartrita_assets.restore.steps import (
+    RestoreOutcome,
+    restore_postgres,
+    restore_redis,
+    verify_backup,
+)
 
 
 class RestoreConfig(dg.Config):
@@ -65,6 +71,7 @@ def restored_db(
             outcome = restore_postgres(
                 v2.admin(), folder, manifest, app,
                 log=log, replace_existing=config.replace_existing_database, jobs=backups.dump_jobs,
+                hash_while_loading=True,
             )  # fmt: skip
             if redis_job is not None:
                 summary = redis_job.result()
@@ -84,5 +91,34 @@ def restored_db(
                 "dagster/row_count": sum(t.rows for t in manifest.postgres.tables.values()),
                 "redis_keys_restored": redis_restored,
                 "redis_copy_paths": redis_paths or "no keys",
+                **loaded_metadata(manifest.backup_id, outcome),
             }
         )
+
+
+# restored_db's metadata entry holding each table as hashed right after pg_restore wrote it
+LOADED_KEY = "v2_tables_hashed_while_restoring"
+
+
+def loaded_metadata(backup_id: str, outcome: RestoreOutcome) -> dict[str, dg.MetadataValue]:
+    """The tables as hashed while restoring, for postgres_matches_v1 (none: nothing restored)."""
+    if not outcome.loaded:
+        return {}
+    recorded = {
+        "backup_id": backup_id,
+        "database_oid": outcome.database_oid,
+        "tables": {name: state.to_json() for name, state in outcome.loaded.items()},
+    }
+    return {LOADED_KEY: dg.MetadataValue.json(recorded)}
+
+
+def recorded_loaded(
+    metadata: dict[str, Any] | None, backup_id: str
+) -> tuple[int, dict[str, LoadedState]]:
+    """(database OID, tables) restored_db recorded for ``backup_id``; (0, {}) when it recorded
+    none for that backup."""
+    recorded = (metadata or {}).get(LOADED_KEY)
+    if not isinstance(recorded, dict) or recorded.get("backup_id") != backup_id:
+        return 0, {}
+    tables = {n: LoadedState.from_json(v) for n, v in (recorded.get("tables") or {}).items()}
+    return int(recorded.get("database_oid") or 0), tables

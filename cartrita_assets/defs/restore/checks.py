@@ -12,10 +12,13 @@ from cartrita_assets.backup.manifest import REDIS_NAME, Manifest
 from cartrita_assets.backup.store import BackupStore
 from cartrita_assets.cluster.v2 import V2Target
 from cartrita_assets.defs.common import current_backup, progress, table_md
+from cartrita_assets.defs.facts import latest_metadata
 from cartrita_assets.defs.follow.facts import following
-from cartrita_assets.defs.restore.assets import restored_db
+from cartrita_assets.defs.restore.assets import recorded_loaded, restored_db
+from cartrita_assets.envfile import PostgresSettings
 from cartrita_assets.pg import inventory, measure
 from cartrita_assets.pg.connect import connect
+from cartrita_assets.pg.loaded import unchanged_since_loaded
 from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.resources.v1 import V1Source
 
@@ -54,20 +57,51 @@ def postgres_matches_v1(
     with ThreadPoolExecutor(max_workers=1) as beside:
         redis_result = beside.submit(_redis_result, folder, manifest, v2, following(context))
         admin = v2.admin(manifest.postgres.database)
-        tables = measure.table_states(
-            admin, role="v2 PostgreSQL", jobs=backups.dump_jobs, log=progress(context),
-            label="v2 hashing", method=manifest.postgres.hash_method,
-        )  # fmt: skip
+        tables, measured = _v2_tables(context, admin, manifest, backups.dump_jobs)
         with connect(admin, role="v2 PostgreSQL") as conn:
             sequences = inventory.sequence_states(conn)
-        yield _rows_result(manifest, tables)
-        yield _hash_result(manifest, tables)
+        yield _rows_result(manifest, tables, measured)
+        yield _hash_result(manifest, tables, measured)
         yield _sequence_result(manifest, sequences)
         yield redis_result.result()
 
 
+def _v2_tables(
+    context: dg.AssetCheckExecutionContext, admin: PostgresSettings, manifest: Manifest, jobs: int
+) -> tuple[dict[str, inventory.TableState], str]:
+    """v2's tables, and how they were measured: the hashes restored_db took as pg_restore wrote
+    each table, for the tables provably unchanged since (:mod:`cartrita_assets.pg.loaded`);
+    every other table hashed now."""
+    log = progress(context)
+    oid, loaded = recorded_loaded(latest_metadata(context.instance, "restored_db"),
+                                  manifest.backup_id)  # fmt: skip
+    unchanged: dict[str, inventory.TableState] = {}
+    why: dict[str, str] = {}
+    if loaded:
+        unchanged, why = unchanged_since_loaded(
+            admin, loaded, role="v2 PostgreSQL", database_oid=oid, jobs=jobs
+        )
+    rest = set(manifest.postgres.tables) - set(unchanged)
+    for name, reason in sorted(why.items()):
+        log(f"{name} is hashed again: {reason}")
+    tables = dict(unchanged)
+    if rest:
+        tables |= measure.table_states(
+            admin, role="v2 PostgreSQL", jobs=jobs, log=log, label="v2 hashing", only=rest,
+            method=manifest.postgres.hash_method,
+        )  # fmt: skip
+    if not loaded:
+        how = "every table hashed now (restored_db recorded no hashes for this backup)"
+    else:
+        how = (f"{len(unchanged)} table(s) hashed as pg_restore wrote them and unchanged since "
+               f"(row counts, xmin, layout); {len(rest)} hashed now")  # fmt: skip
+        if why:
+            how += ": " + "; ".join(f"{n} ({r})" for n, r in sorted(why.items())[:10])
+    return tables, how
+
+
 def _rows_result(
-    manifest: Manifest, tables: dict[str, inventory.TableState]
+    manifest: Manifest, tables: dict[str, inventory.TableState], measured: str
 ) -> dg.AssetCheckResult:
     expected = manifest.postgres.tables
     bad = [
@@ -85,12 +119,13 @@ def _rows_result(
             "rows_v2": sum(s.rows for s in tables.values()),
             "mismatched_tables": len(bad),
             "mismatches": table_md(["table", "v1 rows", "v2 rows"], bad[:50]),
+            "v2_measured": measured,
         },
     )
 
 
 def _hash_result(
-    manifest: Manifest, tables: dict[str, inventory.TableState]
+    manifest: Manifest, tables: dict[str, inventory.TableState], measured: str
 ) -> dg.AssetCheckResult:
     expected = manifest.postgres.tables
     bad = sorted(
@@ -106,6 +141,7 @@ def _hash_result(
             "tables_compared": len(expected),
             "mismatched_tables": len(bad),
             "details": ", ".join(bad[:50]) or "every table's content is identical",
+            "v2_measured": measured,
         },
     )
 
