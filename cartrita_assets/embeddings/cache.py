@@ -9,6 +9,7 @@ the application's data, so the file is created 0600 in a 0700 folder.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import sqlite3
@@ -58,6 +59,21 @@ class CachedEmbedder:
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         keys = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest() for t in texts]
+        found = self._lookup(keys)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        if missing:
+            # one process at a time embeds into this cache: a run that starts while another
+            # embeds the same texts waits and reads them instead of embedding them again
+            with self._embedding_turn():
+                found |= self._lookup([keys[i] for i in missing])
+                missing = [i for i in missing if keys[i] not in found]
+                if missing:
+                    self._embed_and_store(texts, keys, missing, found)
+        self.hits += len(texts) - len(missing)
+        self.misses += len(missing)
+        return [found[k] for k in keys]
+
+    def _lookup(self, keys: list[str]) -> dict[str, list[float]]:
         found: dict[str, list[float]] = {}
         with self._lock, self._connect() as db:
             for i in range(0, len(keys), 500):
@@ -70,16 +86,32 @@ class CachedEmbedder:
                 ):
                     if dims == self.dimensions:
                         found[key] = np.frombuffer(blob, dtype=np.float32).tolist()
-        missing = [i for i, k in enumerate(keys) if k not in found]
-        self.hits += len(texts) - len(missing)
-        self.misses += len(missing)
-        if missing:
-            vectors = self.inner.embed([texts[i] for i in missing])
-            rows = []
-            for i, vec in zip(missing, vectors, strict=True):
-                found[keys[i]] = list(vec)
-                blob = np.asarray(vec, dtype=np.float32).tobytes()
-                rows.append((self.model, keys[i], len(vec), blob))
-            with self._lock, self._connect() as db:
-                db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", rows)
-        return [found[k] for k in keys]
+        return found
+
+    def _embed_and_store(
+        self,
+        texts: Sequence[str],
+        keys: list[str],
+        missing: list[int],
+        found: dict[str, list[float]],
+    ) -> None:
+        vectors = self.inner.embed([texts[i] for i in missing])
+        rows = []
+        for i, vec in zip(missing, vectors, strict=True):
+            found[keys[i]] = list(vec)
+            blob = np.asarray(vec, dtype=np.float32).tobytes()
+            rows.append((self.model, keys[i], len(vec), blob))
+        with self._lock, self._connect() as db:
+            db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", rows)
+
+    @contextlib.contextmanager
+    def _embedding_turn(self) -> Iterator[None]:
+        """An exclusive lock (``flock``) on ``<cache>.lock``, held while texts are embedded and
+        stored: across processes and threads sharing the cache file."""
+        lock = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock

@@ -420,3 +420,39 @@ def test_cache_embeds_each_text_once_and_is_private(tmp_path):
     assert calls == [["a", "bb"], ["ccc"]]  # only the unseen text reached the model
     assert (again.hits, again.misses) == (2, 1)
     assert (tmp_path / "cache" / "vectors.sqlite").stat().st_mode & 0o077 == 0
+
+
+def test_two_runs_embedding_the_same_texts_at_once_embed_them_once(tmp_path):
+    """Two embedders on one cache file (as two runs, or two test workers, sharing it) start on
+    the same texts together: one embeds them, the other waits for its turn and reads them."""
+    from cartrita_assets.embeddings.cache import CachedEmbedder
+
+    calls: list[list[str]] = []
+
+    class Slow:
+        model, dimensions = "m", 3
+
+        def embed(self, texts):
+            calls.append(list(texts))
+            time.sleep(0.5)  # long enough that the other run asks while this one embeds
+            return [[float(len(t)), 1.0, 2.0] for t in texts]
+
+    path = tmp_path / "cache" / "vectors.sqlite"
+    runs = [CachedEmbedder(Slow(), path) for _ in range(2)]
+    texts = ["a", "bb", "ccc"]
+    start = threading.Barrier(2)
+    results: list[list[list[float]]] = []
+
+    def run(embedder: CachedEmbedder) -> None:
+        start.wait()
+        results.append(embedder.embed(texts))
+
+    threads = [threading.Thread(target=run, args=(e,)) for e in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == [texts]  # embedded once, by whichever run came first
+    assert results == [[[1.0, 1.0, 2.0], [2.0, 1.0, 2.0], [3.0, 1.0, 2.0]]] * 2
+    assert sorted((e.hits, e.misses) for e in runs) == [(0, 3), (3, 0)]
+    assert (path.parent / "vectors.sqlite.lock").stat().st_mode & 0o077 == 0
