@@ -137,6 +137,42 @@ def checksum_tree(folder: Path, root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): d for p, d in zip(files, sha256_files(files), strict=True)}
 
 
+class EarlyChecksums:
+    """The sha256 of every file under a folder while a writer is still filling it: ``done(path)``
+    hands over a file the writer has finished (it is hashed in the background at once),
+    ``tree()`` returns what :func:`checksum_tree` would, hashing only the files not handed over
+    or changed since they were hashed (size or modification time)."""
+
+    def __init__(self, folder: Path, root: Path) -> None:
+        self.folder, self.root = folder, root
+        self.sums: dict[Path, tuple[str, int, int]] = {}
+        self.pool = ThreadPoolExecutor(max_workers=1)
+
+    def done(self, path: Path) -> None:
+        self.pool.submit(self._hash, path)  # a file that fails here is hashed again in tree()
+
+    def _hash(self, path: Path) -> None:
+        before = path.stat()
+        digest = sha256_file(path)
+        self.sums[path] = (digest, before.st_size, before.st_mtime_ns)
+
+    def close(self) -> None:
+        """Stop hashing (a failed writer): the files handed over are dropped."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def tree(self) -> dict[str, str]:
+        self.pool.shutdown(wait=True)
+        files = [p for p in sorted(self.folder.rglob("*")) if p.is_file()]
+        fresh = []
+        for path in files:
+            known, stat = self.sums.get(path), path.stat()
+            if known is None or (known[1], known[2]) != (stat.st_size, stat.st_mtime_ns):
+                fresh.append(path)
+        digests = {p: self.sums[p][0] for p in files if p not in fresh}
+        digests.update(zip(fresh, sha256_files(fresh), strict=True))
+        return {str(p.relative_to(self.root)): digests[p] for p in files}
+
+
 def verify_files(folder: Path, manifest: Manifest) -> list[str]:
     """Problems found comparing the backup's files to the manifest (empty when intact)."""
     present = _present(folder, manifest)

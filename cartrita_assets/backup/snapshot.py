@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -28,10 +29,10 @@ from cartrita_assets import redis_copy
 from cartrita_assets.backup.manifest import (
     DUMP_NAME,
     REDIS_NAME,
+    EarlyChecksums,
     Manifest,
     PostgresPart,
     RedisPart,
-    checksum_tree,
     sha256_file,
 )
 from cartrita_assets.envfile import PostgresSettings, RedisSettings, V1Settings
@@ -291,7 +292,10 @@ def _backup_postgres(
         db = _database_facts(conn)
         roles = _role_facts(conn)
         sequences = inventory.sequence_states(conn)
-        dump = _DumpThread(origin, folder / DUMP_NAME, snapshot, jobs, log, _table_bytes(conn))
+        sums = EarlyChecksums(folder / DUMP_NAME, folder)
+        dump = _DumpThread(
+            origin, folder / DUMP_NAME, snapshot, jobs, log, _table_bytes(conn), sums.done
+        )
         beside = _Beside(redis_part) if redis_part else None
         dump.start()
         if beside:
@@ -306,11 +310,16 @@ def _backup_postgres(
             # and never leave the Redis read writing into a folder that is being removed
             if beside:
                 beside.join()
-            dump.join_or_raise()
+            try:
+                dump.join_or_raise()
+            except BaseException:
+                sums.close()
+                raise
             if beside:
                 beside.join_or_raise()
         conn.rollback()
-    log(f"Dump finished in {dump.seconds:.1f}s; computing sha256 of every file")
+    log(f"Dump finished in {dump.seconds:.1f}s; sha256 of every file (each table's data file was "
+        "hashed as pg_dump finished it)")  # fmt: skip
     for path in (folder / DUMP_NAME).rglob("*"):
         path.chmod(0o600 if path.is_file() else 0o700)
     return PostgresPart(
@@ -323,7 +332,7 @@ def _backup_postgres(
         sequences=sequences,
         snapshot=snapshot,
         pg_dump_version=_pg_dump_version(),
-        files=checksum_tree(folder / DUMP_NAME, folder),
+        files=sums.tree(),
         snapshot_xmin=horizon,
         hash_method=inventory.HASH_METHOD,
         **db,
@@ -385,15 +394,26 @@ def _pg_dump_version() -> str:
     return out.stdout.strip()
 
 
+_FINISHED = re.compile(r"finished item (\d+) TABLE DATA")
+
+
 class _DumpThread(threading.Thread):
     """pg_dump of the exported snapshot, run beside the hashing so both finish sooner."""
 
     def __init__(
-        self, origin: Origin, out: Path, snapshot: str, jobs: int, log: Log, estimate: int = 0
+        self,
+        origin: Origin,
+        out: Path,
+        snapshot: str,
+        jobs: int,
+        log: Log,
+        estimate: int = 0,
+        file_done: Callable[[Path], None] = lambda _p: None,
     ) -> None:
         super().__init__(daemon=True)
         self.origin, self.out, self.snapshot, self.jobs, self.log = origin, out, snapshot, jobs, log
         self.estimate = estimate
+        self.file_done = file_done
         self.error: CartritaError | None = None
         self.seconds = 0.0
 
@@ -407,13 +427,21 @@ class _DumpThread(threading.Thread):
         # bytes written, rate and ETA at least every 10 s while pg_dump runs
         progress = Progress("pg_dump", self.estimate or None, "bytes", self.log)
         lines = LineBatch("pg_dump --verbose:", self.log)
+
+        def on_line(line: str) -> None:
+            # a parallel pg_dump reports each table's data file once its worker closed it
+            match = _FINISHED.search(line)
+            if match:
+                self.file_done(self.out / f"{match[1]}.dat")
+            lines(line)
+
         try:
             with progress.ticking(poll=self.written):
                 result = run_tool(
                     args,
                     self.origin.postgres,
                     app_name=f"cartrita-{self.origin.name}-backup",
-                    log=lines,
+                    log=on_line,
                     extra_env={"PGOPTIONS": "-c default_transaction_read_only=on"},
                 )
         finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cartrita_assets.backup.manifest import (
     DUMP_NAME,
+    EarlyChecksums,
     Manifest,
     PostgresPart,
     checksum_tree,
@@ -126,6 +127,20 @@ def test_sha256_and_rows_from_one_read_equal_the_separate_passes(tmp_path):
     problems, rows = verify_files_and_rows(tmp_path, manifest)
     assert problems == ["postgres.dump/3003.dat: sha256 differs from the manifest"]
     assert rows["postgres.dump/3003.dat"] == 40_001
+
+
+def test_checksums_taken_while_files_are_written_equal_the_tree_read_after(tmp_path):
+    dump = _dump(tmp_path)
+    early = EarlyChecksums(dump, tmp_path)
+    early.done(dump / "3001.dat")  # finished: hashed at once, in the background
+    (dump / "3002.dat").write_bytes(b"1\n\\.\n")
+    early.done(dump / "3002.dat")
+    early.done(dump / "3999.dat")  # reported but never written: skipped, no error
+    early.pool.shutdown(wait=True)  # let the background hashing finish before the change below
+    (dump / "3002.dat").write_bytes(b"1\n2\n\\.\n")  # changed after it was hashed
+    (dump / "3003.dat").write_bytes(b"never reported\n")  # not handed over
+    assert early.tree() == checksum_tree(dump, tmp_path)
+    assert set(early.sums) == {dump / "3001.dat", dump / "3002.dat"}
 
 
 def test_toc_lines_are_parsed():
