@@ -118,12 +118,14 @@ class TocEntry:
 TOC_KINDS = ("TABLE DATA", "SEQUENCE SET", "EXTENSION", "TABLE", "SEQUENCE", "INDEX")
 
 
-def read_toc(dump_dir: Path) -> list[TocEntry]:
+def read_toc(dump_dir: Path, kinds: Sequence[str] = TOC_KINDS) -> list[TocEntry]:
     """Parse the archive's table of contents with ``pg_restore --list``.
 
     ``--list`` prints schema, name and owner separated by single spaces and unquoted, so a name
     that contains a space is ambiguous there; the exact names of such ``TABLE DATA`` and
     ``TABLE`` entries are read from the (quoted) SQL pg_restore emits for that one entry.
+    ``kinds``: the entries to list (a ``CONSTRAINT`` entry's name is its table's, read from
+    ``--list`` as it is).
 
     Raises:
         subprocess.CalledProcessError: the archive is unreadable.
@@ -134,7 +136,7 @@ def read_toc(dump_dir: Path) -> list[TocEntry]:
     )  # fmt: skip
     entries = []
     for line in out.stdout.splitlines():
-        entry = _parse_toc_line(line)
+        entry = _parse_toc_line(line, kinds)
         if entry is None:
             continue
         if entry.kind in _NAMED_BY_STATEMENT and _is_ambiguous(line, entry.kind):
@@ -143,7 +145,7 @@ def read_toc(dump_dir: Path) -> list[TocEntry]:
     return entries
 
 
-def _parse_toc_line(line: str) -> TocEntry | None:
+def _parse_toc_line(line: str, kinds: Sequence[str] = TOC_KINDS) -> TocEntry | None:
     # "3456; 1259 16390 TABLE DATA public users owner"
     if not line or line.startswith(";"):
         return None
@@ -152,7 +154,7 @@ def _parse_toc_line(line: str) -> TocEntry | None:
     if not head.isdigit() or len(parts) < 3:
         return None
     desc = parts[2]
-    for kind in TOC_KINDS:
+    for kind in kinds:
         if desc.startswith(kind + " "):
             fields = desc[len(kind) + 1 :].split(" ")
             return TocEntry(int(head), kind, fields[0], fields[1] if len(fields) > 1 else "")

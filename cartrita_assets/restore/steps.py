@@ -28,7 +28,7 @@ from cartrita_assets.pg.inventory import qualified
 from cartrita_assets.pg.loaded import LoadedState, LoadHasher
 from cartrita_assets.pg.measure import default_jobs
 from cartrita_assets.pg.roles import ensure_role
-from cartrita_assets.pg.tools import read_toc, run_tool
+from cartrita_assets.pg.tools import TOC_KINDS, read_toc, run_tool
 from cartrita_assets.progress import LineBatch, Progress, counted
 from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.redis_copy.versions import ServerVersion, check_not_older, server_version
@@ -302,27 +302,40 @@ def _pg_restore(
     jobs: int,
     table_loaded: Callable[[str], None] | None = None,
 ) -> None:
-    """pg_restore into ``db``; ``table_loaded(schema.table)`` as each table's data is in (parallel
-    restores report it; a serial one reports nothing)."""
+    """pg_restore into ``db``; ``table_loaded(schema.table)`` once each table's data and its
+    constraints (a primary key or unique constraint locks the table exclusively while it is
+    built, so reading the table earlier would hold the restore up) are in. Parallel restores
+    report that; a serial one reports nothing."""
     log(f"pg_restore into {db} with {jobs} workers")
     dump = folder / DUMP_NAME
     sizes = {int(p.stem): p.stat().st_size for p in dump.glob("*.dat") if p.stem.isdigit()}
-    names = (
-        {e.dump_id: qualified(e.schema, e.name) for e in read_toc(dump) if e.kind == "TABLE DATA"}
-        if table_loaded
-        else {}
-    )
+    # the items each table waits for, and the table each item belongs to
+    pending: dict[str, set[int]] = {}
+    owner: dict[int, str] = {}
+    if table_loaded:
+        for e in read_toc(dump, kinds=(*TOC_KINDS, "CONSTRAINT")):
+            if e.kind in ("TABLE DATA", "CONSTRAINT"):
+                name = qualified(e.schema, e.name)
+                pending.setdefault(name, set()).add(e.dump_id)
+                owner[e.dump_id] = name
     progress = Progress("pg_restore", sum(sizes.values()) or None, "bytes", log)
     finished: list[int] = []
     lines = LineBatch("pg_restore --verbose:", log)
 
     def on_line(line: str) -> None:
+        lines(line)
         match = _FINISHED.search(line)
         if match and int(match[1]) in sizes:
             finished.append(sizes[int(match[1])])
-        if match and table_loaded and int(match[1]) in names:
-            table_loaded(names[int(match[1])])
-        lines(line)
+        item = _FINISHED_ITEM.search(line)
+        if item and table_loaded and int(item[1]) in owner:
+            name = owner[int(item[1])]
+            waiting = pending.get(name)
+            if waiting is not None:
+                waiting.discard(int(item[1]))
+                if not waiting:
+                    del pending[name]
+                    table_loaded(name)
 
     args = [
         "pg_restore", f"--dbname={db}", f"--jobs={jobs}", "--exit-on-error", "--verbose",
@@ -346,6 +359,7 @@ def _pg_restore(
 
 
 _FINISHED = re.compile(r"finished item (\d+) TABLE DATA")
+_FINISHED_ITEM = re.compile(r"finished item (\d+) ")
 
 
 class _CopyWatch:

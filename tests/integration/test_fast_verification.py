@@ -18,6 +18,7 @@ from cartrita_assets.pg import inventory, loaded, measure
 from cartrita_assets.pg.connect import connect
 from cartrita_assets.pg.inventory import qualified
 from cartrita_assets.pg.tools import count_copy_rows, read_toc
+from cartrita_assets.restore import steps as restore_steps
 
 pytestmark = pytest.mark.integration
 
@@ -373,3 +374,47 @@ def test_a_table_written_by_two_transactions_or_another_database_is_never_vouche
         own_db, hasher.states, role="test", database_oid=_oid(own_db) + 1, jobs=2
     )
     assert set(why) == set(hasher.states)
+
+
+def test_a_restore_hands_each_table_over_once_its_data_and_constraints_are_in(
+    own_db, tmp_path, monkeypatch
+):
+    """The restore hashes a table only after pg_restore reported both its data and its primary
+    key (built under an exclusive lock, which a read in progress would hold up)."""
+    events: list[str] = []
+
+    class Unbatched:  # pg_restore's lines in the order they arrive, between the hand-overs
+        def __init__(self, _title: str, _log: object) -> None:
+            pass
+
+        def __call__(self, line: str) -> None:
+            events.append(line)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(restore_steps, "LineBatch", Unbatched)
+    v1 = V1Settings(source="test", postgres=own_db, redis=None, other_keys={})
+    folder, manifest = take_backup(v1, tmp_path / "b", source={}, log=lambda _m: None, jobs=2)
+    target = f"{own_db.dbname}_restored"
+    with connect(own_db, role="test", dbname="postgres") as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {target}")
+        conn.execute(f"CREATE DATABASE {target}")
+    try:
+        with connect(replace(own_db, dbname=target), role="test") as conn:
+            conn.execute("CREATE EXTENSION vector")
+        restore_steps._pg_restore(
+            own_db, folder, target, log=lambda _m: None, jobs=2,
+            table_loaded=lambda name: events.append(f"handed over {name}"),
+        )  # fmt: skip
+    finally:
+        with connect(own_db, role="test", dbname="postgres") as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {target} WITH (FORCE)")
+    lines = [line for event in events for line in event.splitlines()]
+    handed = [line.removeprefix("handed over ") for line in lines if line.startswith("handed")]
+    assert sorted(handed) == sorted(manifest.postgres.tables)  # each once
+    for table in ("items", "notes"):
+        at = lines.index(f"handed over public.{table}")
+        done = [line for line in lines[:at] if "finished item" in line and f" {table}" in line]
+        assert any("TABLE DATA" in line for line in done), (table, lines)
+        assert any(f"CONSTRAINT {table} {table}_pkey" in line for line in done), lines
