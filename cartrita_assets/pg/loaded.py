@@ -2,9 +2,10 @@
 without hashing it again.
 
 While pg_restore loads a database, :class:`LoadHasher` hashes every table whose data is in (one
-session, beside the loaders); the tables still unhashed when the load ends are hashed with one
-session per core. Besides the rows and the content hash (:data:`inventory.HASH_SQL`, the same
-sums :func:`measure.table_states` gives), each table's :class:`LoadedState` records the one
+session, whenever a loader is free, so the hash takes no core the load could use); the tables
+still unhashed when the load ends are hashed with one session per core. Besides the rows and
+the content hash (:data:`inventory.HASH_SQL`, the same sums :func:`measure.table_states`
+gives), each table's :class:`LoadedState` records the one
 transaction id every row carried then (a load writes a table's rows in one COPY) and the table's
 layout (its storage file and columns).
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -122,6 +124,7 @@ class LoadHasher:
         tables: Collection[str],
         method: str,
         log: Log = lambda _m: None,
+        idle: Callable[[], bool] = lambda: True,
     ) -> None:
         self.opener = partial(
             measure.snapshot_session, settings, role=role, snapshot=None, read_only=True,
@@ -134,6 +137,10 @@ class LoadHasher:
         self.queued: set[str] = set()
         self.error: BaseException | None = None
         self.while_loading = 0  # tables hashed while the load was still running
+        # while the load keeps every core busy, a hash would only slow it down: a table waits
+        # for ``idle()`` (a loader is free) before it is hashed
+        self.idle = idle
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._hash_queue, daemon=True)
 
     def start(self) -> LoadHasher:
@@ -150,6 +157,10 @@ class LoadHasher:
         try:
             with self.opener() as conn:
                 while (name := self.todo.get()) is not None:
+                    while not self.idle() and not self.stopping.is_set():
+                        time.sleep(0.05)
+                    if self.stopping.is_set():
+                        return  # finish() hashes it with every core
                     self.states.update(self._hash(conn, [name], jobs=1))
                     conn.commit()
                     self.while_loading += 1
@@ -157,7 +168,8 @@ class LoadHasher:
             self.error = exc
 
     def stop(self) -> None:
-        """Stop the background session after the table it is hashing (the load failed)."""
+        """Stop the background session after the table it is hashing, if any."""
+        self.stopping.set()
         self.todo.put(None)
         self.thread.join()
 

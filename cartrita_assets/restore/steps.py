@@ -132,13 +132,14 @@ def restore_postgres(
         staging = _fresh_staging(conn, manifest)
     _create_extensions(admin, staging, manifest, log, label)
     hasher = None
+    loaders = _Loaders(jobs)
     if hash_while_loading:
         hasher = LoadHasher(
             admin, dbname=staging, role=label, tables=manifest.postgres.tables,
-            method=manifest.postgres.hash_method, log=log,
+            method=manifest.postgres.hash_method, log=log, idle=loaders.one_free,
         ).start()  # fmt: skip
     try:
-        _pg_restore(admin, folder, staging, log, jobs, hasher.loaded if hasher else None)
+        _pg_restore(admin, folder, staging, log, jobs, hasher.loaded if hasher else None, loaders)
     except BaseException:
         if hasher is not None:
             hasher.stop()
@@ -301,6 +302,7 @@ def _pg_restore(
     log: Log,
     jobs: int,
     table_loaded: Callable[[str], None] | None = None,
+    loaders: _Loaders | None = None,
 ) -> None:
     """pg_restore into ``db``; ``table_loaded(schema.table)`` once each table's data and its
     constraints (a primary key or unique constraint locks the table exclusively while it is
@@ -324,6 +326,8 @@ def _pg_restore(
 
     def on_line(line: str) -> None:
         lines(line)
+        if loaders is not None:
+            loaders.follow(line)
         match = _FINISHED.search(line)
         if match and int(match[1]) in sizes:
             finished.append(sizes[int(match[1])])
@@ -360,6 +364,24 @@ def _pg_restore(
 
 _FINISHED = re.compile(r"finished item (\d+) TABLE DATA")
 _FINISHED_ITEM = re.compile(r"finished item (\d+) ")
+
+
+class _Loaders:
+    """How many of a parallel pg_restore's workers are busy, from its ``--verbose`` lines
+    (``launching item`` / ``finished item``)."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self.busy = 0
+
+    def follow(self, line: str) -> None:
+        if "launching item " in line:
+            self.busy += 1
+        elif "finished item " in line:
+            self.busy = max(0, self.busy - 1)
+
+    def one_free(self) -> bool:
+        return self.busy < self.jobs
 
 
 class _CopyWatch:

@@ -5,6 +5,7 @@ snapshot (falling back to the full hash when it cannot vouch for a table)."""
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
@@ -308,6 +309,9 @@ def _hash_as_loaded(settings: PostgresSettings, *loaded_first: str) -> loaded.Lo
     ).start()
     for name in loaded_first:
         hasher.loaded(name)
+    deadline = time.monotonic() + 30
+    while hasher.while_loading < len(loaded_first) and time.monotonic() < deadline:
+        time.sleep(0.05)  # as while a load runs: the background session hashes them
     hasher.finish(jobs=2)
     return hasher
 
@@ -418,3 +422,34 @@ def test_a_restore_hands_each_table_over_once_its_data_and_constraints_are_in(
         done = [line for line in lines[:at] if "finished item" in line and f" {table}" in line]
         assert any("TABLE DATA" in line for line in done), (table, lines)
         assert any(f"CONSTRAINT {table} {table}_pkey" in line for line in done), lines
+
+
+def test_while_every_loader_is_busy_no_table_is_hashed_beside_them(own_db):
+    busy = [True]
+    with connect(own_db, role="test") as conn:
+        names = [qualified(s, t) for s, t in inventory.list_tables(conn)]
+    hasher = loaded.LoadHasher(
+        own_db, dbname=own_db.dbname, role="test", tables=names, method=inventory.HASH_METHOD,
+        idle=lambda: not busy[0],
+    ).start()  # fmt: skip
+    hasher.loaded("public.notes")
+    time.sleep(0.5)
+    assert hasher.while_loading == 0  # waiting for a free loader
+    busy[0] = False
+    deadline = time.monotonic() + 30
+    while hasher.while_loading < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hasher.while_loading == 1
+    assert set(hasher.finish(jobs=2)) == set(names)
+
+
+def test_busy_loaders_are_counted_from_pg_restores_lines():
+    loaders = restore_steps._Loaders(jobs=2)
+    for line in (
+        "pg_restore: launching item 1 TABLE DATA a",
+        "pg_restore: launching item 2 TABLE DATA b",
+    ):
+        loaders.follow(line)
+    assert not loaders.one_free()
+    loaders.follow("pg_restore: finished item 2 TABLE DATA b")
+    assert loaders.one_free() and loaders.busy == 1
