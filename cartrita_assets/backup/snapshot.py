@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -40,7 +39,7 @@ from cartrita_assets.errors import CartritaError, PreflightError
 from cartrita_assets.pg import inventory, measure
 from cartrita_assets.pg.binaries import binaries_major, pg_binary
 from cartrita_assets.pg.connect import connect
-from cartrita_assets.pg.tools import run_tool
+from cartrita_assets.pg.tools import finished_item, run_tool
 from cartrita_assets.progress import LineBatch, Progress, counted
 from cartrita_assets.redaction import private_dir
 from cartrita_assets.redis_copy.client import client_for
@@ -394,9 +393,6 @@ def _pg_dump_version() -> str:
     return out.stdout.strip()
 
 
-_FINISHED = re.compile(r"finished item (\d+) TABLE DATA")
-
-
 class _DumpThread(threading.Thread):
     """pg_dump of the exported snapshot, run beside the hashing so both finish sooner."""
 
@@ -430,9 +426,9 @@ class _DumpThread(threading.Thread):
 
         def on_line(line: str) -> None:
             # a parallel pg_dump reports each table's data file once its worker closed it
-            match = _FINISHED.search(line)
-            if match:
-                self.file_done(self.out / f"{match[1]}.dat")
+            item = finished_item(line)
+            if item is not None and item[1].startswith("TABLE DATA "):
+                self.file_done(self.out / f"{item[0]}.dat")
             lines(line)
 
         try:

@@ -118,6 +118,17 @@ class TocEntry:
 TOC_KINDS = ("TABLE DATA", "SEQUENCE SET", "EXTENSION", "TABLE", "SEQUENCE", "INDEX")
 
 
+_FINISHED_ITEM = re.compile(r"finished item (\d+) (.*)")
+
+
+def finished_item(line: str) -> tuple[int, str] | None:
+    """(dump id, what) of a parallel pg_dump's or pg_restore's ``--verbose`` line reporting an
+    archive item done (``pg_restore: finished item 2902 TABLE DATA knowledge_entries`` ->
+    ``(2902, "TABLE DATA knowledge_entries")``); None for any other line."""
+    match = _FINISHED_ITEM.search(line)
+    return (int(match[1]), match[2]) if match else None
+
+
 def read_toc(dump_dir: Path, kinds: Sequence[str] = TOC_KINDS) -> list[TocEntry]:
     """Parse the archive's table of contents with ``pg_restore --list``.
 

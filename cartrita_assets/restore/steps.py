@@ -7,7 +7,6 @@ and only a complete, error-free restore is renamed to ``<db>``.
 from __future__ import annotations
 
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from cartrita_assets.pg.inventory import qualified
 from cartrita_assets.pg.loaded import LoadedState, LoadHasher
 from cartrita_assets.pg.measure import default_jobs
 from cartrita_assets.pg.roles import ensure_role
-from cartrita_assets.pg.tools import TOC_KINDS, read_toc, run_tool
+from cartrita_assets.pg.tools import TOC_KINDS, finished_item, read_toc, run_tool
 from cartrita_assets.progress import LineBatch, Progress, counted
 from cartrita_assets.redis_copy.client import client_for
 from cartrita_assets.redis_copy.versions import ServerVersion, check_not_older, server_version
@@ -328,15 +327,17 @@ def _pg_restore(
         lines(line)
         if loaders is not None:
             loaders.follow(line)
-        match = _FINISHED.search(line)
-        if match and int(match[1]) in sizes:
-            finished.append(sizes[int(match[1])])
-        item = _FINISHED_ITEM.search(line)
-        if item and table_loaded and int(item[1]) in owner:
-            name = owner[int(item[1])]
+        item = finished_item(line)
+        if item is None:
+            return
+        dump_id = item[0]
+        if dump_id in sizes:  # a table's data file
+            finished.append(sizes[dump_id])
+        if table_loaded and dump_id in owner:
+            name = owner[dump_id]
             waiting = pending.get(name)
             if waiting is not None:
-                waiting.discard(int(item[1]))
+                waiting.discard(dump_id)
                 if not waiting:
                     del pending[name]
                     table_loaded(name)
@@ -362,10 +363,6 @@ def _pg_restore(
     progress.finish()
 
 
-_FINISHED = re.compile(r"finished item (\d+) TABLE DATA")
-_FINISHED_ITEM = re.compile(r"finished item (\d+) ")
-
-
 class _Loaders:
     """How many of a parallel pg_restore's workers are busy, from its ``--verbose`` lines
     (``launching item`` / ``finished item``)."""
@@ -377,7 +374,7 @@ class _Loaders:
     def follow(self, line: str) -> None:
         if "launching item " in line:
             self.busy += 1
-        elif "finished item " in line:
+        elif finished_item(line) is not None:
             self.busy = max(0, self.busy - 1)
 
     def one_free(self) -> bool:
