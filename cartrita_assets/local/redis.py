@@ -75,12 +75,12 @@ class LocalRedis:
     def is_running(self) -> bool:
         """True when the pid file names a live process and it answers PING."""
         pid = self._pid()
-        return pid is not None and _alive(pid) and self._answers_ping()
+        return pid is not None and system.process_alive(pid) and self._answers_ping()
 
     def stop(self) -> bool:
         """Shut the server down (it writes its AOF first). False when it was not running."""
         pid = self._pid()
-        if pid is None or not _alive(pid):
+        if pid is None or not system.process_alive(pid):
             return False
         # no retries: the server closes the connection as it exits, which is success here (with
         # redis-py's default retries that costs seconds of reconnect attempts)
@@ -90,7 +90,7 @@ class LocalRedis:
             client.shutdown(save=True)
         except (redis.ConnectionError, redis.ResponseError):
             os.kill(pid, signal.SIGTERM)
-        system.wait_until(lambda: not _alive(pid), 15, "Redis to stop")
+        system.wait_until(lambda: not system.process_alive(pid), 15, "Redis to stop")
         return True
 
     def _set_password(self, password: str | None) -> None:
@@ -163,13 +163,3 @@ class LocalRedis:
             return bool(self.client().ping())
         except (redis.ConnectionError, redis.AuthenticationError, redis.ResponseError, OSError):
             return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -99,6 +99,26 @@ def free_port(low: int = 20000, high: int = 32000) -> int:
     raise LocalServerError(f"No free TCP port found between {low} and {high}.")
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. A zombie does not: it has exited and waits for its
+    parent to reap it, and a daemon's parent is init, which on some machines reaps only every
+    second or two (waiting on ``kill(pid, 0)`` alone would wait out that delay at every stop)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as file:
+            state = file.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return not os.path.isdir("/proc/self")  # gone since, or no /proc at all (macOS)
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
 def wait_until(
     predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
 ) -> None:

@@ -169,10 +169,9 @@ class LocalPooler:
         """The running PgBouncer's pid, or None."""
         try:
             pid = int(self.pid_file.read_text().strip())
-            os.kill(pid, 0)
         except (OSError, ValueError):
             return None
-        return pid
+        return pid if system.process_alive(pid) else None
 
     def is_running(self) -> bool:
         return self.pid() is not None
