@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,23 +255,65 @@ def _validator() -> Any:
     return kubernetes_validate
 
 
-def _validation_problem(obj: dict[str, Any], version: str) -> str | None:
-    kubernetes_validate = _validator()
-    from kubernetes_validate.utils import VersionNotSupportedError
+@functools.cache
+def _schema_versions() -> tuple[str, ...]:
+    from kubernetes_validate.utils import all_versions
 
+    return tuple(all_versions())
+
+
+@functools.cache
+def _schema_validator(version: str, kind: str, api_version: str) -> Any:
+    """The strict JSON-schema validator of one kind at one Kubernetes version, built once.
+
+    kubernetes-validate's own ``validate`` reads and parses the schema and all its definitions
+    (megabytes of JSON) on every call; this picks the same files (the newest schema not newer than
+    ``version``) and keeps the validator for the next object of that kind.
+
+    Returns:
+        A jsonschema validator, or a message saying why there is none (unknown version or kind).
+    """
+    _validator()
+    import jsonschema
+    from kubernetes_validate.utils import VersionNotSupportedError, major_minor, schema_contents
+    from referencing import Registry, Resource
+
+    wanted = major_minor(version.removeprefix("v"))
+    older = [v for v in _schema_versions() if major_minor(v) <= wanted]
+    if not older or wanted > major_minor(_schema_versions()[-1]):
+        return f"kubernetes-validate does not support version {wanted}"
+    folder = f"kubernetes-json-schema/v{older[-1]}-local-strict"
+    # rbac.authorization.k8s.io/v1 -> rbac-v1, as the schema files are named
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
     try:
-        kubernetes_validate.validate(obj, version, strict=True)
-    except kubernetes_validate.ValidationError as err:
-        where = ".".join(str(part) for part in err.absolute_path) or "(top level)"
-        if obj.get("kind") == "Secret":
-            # jsonschema messages quote the offending value: never show a Secret's.
-            return f"{where}: fails the schema's {err.validator!r} rule"
-        return f"{where}: {err.message[:300]}"
-    except (kubernetes_validate.SchemaNotFoundError, VersionNotSupportedError) as err:
+        schema = schema_contents(f"{folder}/{kind.lower()}-{group_version}.json", wanted)
+        definitions = schema_contents(f"{folder}/_definitions.json", wanted)
+    except FileNotFoundError:
+        return (
+            f"Couldn't find schema for kind {kind} with api version {api_version} "
+            f"for kubernetes version {wanted}"
+        )
+    except VersionNotSupportedError as err:
         return str(err.message)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
+def _validation_problem(obj: dict[str, Any], version: str) -> str | None:
+    try:
+        validator = _schema_validator(version, obj["kind"], obj["apiVersion"])
     except KeyError as err:  # no apiVersion or kind
         return f"missing {err}"
-    return None
+    if isinstance(validator, str):
+        return validator
+    err = next(iter(validator.iter_errors(obj)), None)  # the error validate() would raise
+    if err is None:
+        return None
+    where = ".".join(str(part) for part in err.absolute_path) or "(top level)"
+    if obj.get("kind") == "Secret":
+        # jsonschema messages quote the offending value: never show a Secret's.
+        return f"{where}: fails the schema's {err.validator!r} rule"
+    return f"{where}: {err.message[:300]}"
 
 
 def validate_objects(objs: list[dict[str, Any]], version: str = "1.30.0") -> None:
