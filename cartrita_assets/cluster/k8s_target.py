@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cartrita_assets.cluster.envswitch import Endpoint
-from cartrita_assets.cluster.k8s.cluster import Cluster, KubernetesCluster
+from cartrita_assets.cluster.k8s.cluster import Cluster
 from cartrita_assets.cluster.k8s.manifests import (
     CLUSTER_MANIFEST,
     MIGRATE_JOB_MANIFEST,
@@ -34,6 +34,8 @@ STATEFULSETS = ["postgres", "redis"]
 
 def make_cluster(kubeconfig: str | None, context: str | None) -> Cluster:
     """The cluster the environment's configuration names (in-cluster, $KUBECONFIG, default)."""
+    from cartrita_assets.cluster.k8s.kubernetes_cluster import KubernetesCluster
+
     return KubernetesCluster.from_environment(kubeconfig, context)
 
 

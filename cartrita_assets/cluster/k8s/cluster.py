@@ -15,7 +15,7 @@ those values are redacted from every message built from a server's or a validato
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cartrita_assets.cluster.k8s.errors import (
     ClusterError,
@@ -25,8 +25,21 @@ from cartrita_assets.cluster.k8s.errors import (
     secret_values,
     translate_api_error,
 )
-from cartrita_assets.cluster.k8s.kubernetes_cluster import KubernetesCluster
 from cartrita_assets.cluster.k8s.objects import FIELD_MANAGER, Obj, ObjList, describe, sort_events
+
+if TYPE_CHECKING:
+    from cartrita_assets.cluster.k8s.kubernetes_cluster import KubernetesCluster
+
+
+def __getattr__(name: str) -> Any:
+    """``KubernetesCluster`` on first use: the official client takes half a second to import,
+    which every process would pay (the CLI, each run) even when no cluster is ever reached."""
+    if name == "KubernetesCluster":
+        from cartrita_assets.cluster.k8s.kubernetes_cluster import KubernetesCluster
+
+        return KubernetesCluster
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FIELD_MANAGER",

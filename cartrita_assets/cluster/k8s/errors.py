@@ -10,12 +10,14 @@ import base64
 import json
 import re
 from collections.abc import Iterable
-
-from kubernetes.client.exceptions import ApiException
+from typing import TYPE_CHECKING
 
 from cartrita_assets.cluster.k8s.objects import FIELD_MANAGER, Obj
 from cartrita_assets.errors import CartritaError
 from cartrita_assets.redaction import redact
+
+if TYPE_CHECKING:  # the client is imported only where a real cluster is reached
+    from kubernetes.client.exceptions import ApiException
 
 _SECRET_SECTIONS = ("data", "stringData", "binaryData")
 _MIN_REDACTED_LEN = 3
