@@ -8,6 +8,7 @@ Under pytest-xdist each worker is a session of its own: its own servers, on port
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,18 @@ RUN_DIR = pytest.StashKey[Path | None]()
 
 def pytest_configure(config: pytest.Config) -> None:
     """Scratch folders on tmpfs when it has room (``support.scratch``): set before pytest picks
-    its ``tmp_path`` base and before any server starts."""
+    its ``tmp_path`` base and before any server starts.
+
+    A suite started in the background by a shell inherits SIGINT (and, from some launchers,
+    SIGTERM) as ignored, and so would every process a test starts: a test that stops a server or
+    ``dagster dev`` with a signal would then wait out its timeout. The default dispositions are put
+    back first."""
+    for number, default in (
+        (signal.SIGTERM, signal.SIG_DFL),
+        (signal.SIGINT, signal.default_int_handler),
+    ):
+        if signal.getsignal(number) == signal.SIG_IGN:
+            signal.signal(number, default)
     root = scratch_root()
     if root is not None:
         use_scratch_root(root)

@@ -11,15 +11,20 @@ from pathlib import Path
 
 
 def cmdlines() -> dict[int, str]:
-    """pid -> command line of every process visible in /proc."""
+    """pid -> command line of every process visible in /proc.
+
+    Watchers call this every few milliseconds for a whole run, so it uses plain strings and
+    ``open`` rather than ``Path`` objects: it runs beside the code under test, on the same cores.
+    """
     out = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
+    for name in os.listdir("/proc"):
+        if name.isdigit():
             try:
-                raw = (entry / "cmdline").read_bytes()
+                with open(f"/proc/{name}/cmdline", "rb") as file:
+                    raw = file.read()
             except OSError:
                 continue
-            out[int(entry.name)] = raw.replace(b"\0", b" ").decode(errors="replace")
+            out[int(name)] = raw.replace(b"\0", b" ").decode(errors="replace")
     return out
 
 
@@ -79,7 +84,7 @@ class Watcher(threading.Thread):
                     self.fired = True
                     assert self.action is not None
                     self.action(pid)
-            time.sleep(0.005)
+            time.sleep(0.02)  # a trigger waits on tools that run for seconds
 
     def __enter__(self) -> Watcher:
         self.start()
