@@ -18,7 +18,7 @@ from psycopg import sql
 from cartrita_assets.vectors import recall
 from cartrita_assets.vectors.indexing import index_name, index_state
 from cartrita_assets.vectors.sources import Source
-from cartrita_assets.vectors.sync import SyncCounts, build_wanted, plans_for
+from cartrita_assets.vectors.sync import ModelPlan, SyncCounts, build_wanted, plans_for, source_rows
 
 # The columns of the per-source degenerate-vector table (asset metadata and check metadata).
 DEGENERATE_COLUMNS = [
@@ -321,31 +321,14 @@ def embeddings_are_fresh(
     rows = []
     missing_total = stale_total = orphan_total = 0
     for source in sources:
-        for plan in plans_for(source, embedder_model):
-            counts = SyncCounts(source.name, plan.model, plan.origin)
-            build_wanted(conn, source, plan, counts, None)
-            missing, stale, orphaned = conn.execute(
-                "SELECT (SELECT count(*) FROM wanted w WHERE NOT EXISTS (SELECT 1 FROM "
-                "  public.embeddings e WHERE e.source_table = %(s)s AND e.model = %(m)s "
-                "  AND e.source_id = w.source_id)), "
-                "(SELECT count(*) FROM wanted w JOIN public.embeddings e ON e.source_table = %(s)s "
-                "  AND e.model = %(m)s AND e.source_id = w.source_id WHERE e.content_hash <> w.h "
-                "  OR (w.vec IS NOT NULL AND e.embedding <> w.vec)), "
-                "(SELECT count(*) FROM public.embeddings e WHERE e.source_table = %(s)s "
-                "  AND e.model = %(m)s AND NOT EXISTS (SELECT 1 FROM wanted w "
-                "  WHERE w.source_id = e.source_id))",
-                {"s": source.name, "m": plan.model},
-            ).fetchone()  # type: ignore[misc]
-            conn.execute("DROP TABLE IF EXISTS pg_temp.wanted")
-            rows.append([source.name, plan.model, missing, stale, orphaned, counts.skipped])
-            missing_total += missing
-            stale_total += stale
-            orphan_total += orphaned
-            if missing or stale or orphaned:
-                out.fail(
-                    f"{source.name} / {plan.model}: {missing} missing, {stale} stale, "
-                    f"{orphaned} orphaned"
-                )
+        with source_rows(conn, source, None):
+            rows += [_freshness(conn, source, plan) for plan in plans_for(source, embedder_model)]
+    for name, model, missing, stale, orphaned, _skipped in rows:
+        missing_total += missing
+        stale_total += stale
+        orphan_total += orphaned
+        if missing or stale or orphaned:
+            out.fail(f"{name} / {model}: {missing} missing, {stale} stale, {orphaned} orphaned")
     out.metadata.update(
         {
             "missing": missing_total,
@@ -355,3 +338,23 @@ def embeddings_are_fresh(
         }
     )
     return out
+
+
+def _freshness(conn: psycopg.Connection, source: Source, plan: ModelPlan) -> list[object]:
+    """[source, model, missing, stale, orphaned, skipped] of a model (source in source_rows)."""
+    counts = SyncCounts(source.name, plan.model, plan.origin)
+    build_wanted(conn, source, plan, counts)
+    missing, stale, orphaned = conn.execute(
+        "SELECT (SELECT count(*) FROM wanted w WHERE NOT EXISTS (SELECT 1 FROM "
+        "  public.embeddings e WHERE e.source_table = %(s)s AND e.model = %(m)s "
+        "  AND e.source_id = w.source_id)), "
+        "(SELECT count(*) FROM wanted w JOIN public.embeddings e ON e.source_table = %(s)s "
+        "  AND e.model = %(m)s AND e.source_id = w.source_id WHERE e.content_hash <> w.h "
+        "  OR (w.vec IS NOT NULL AND e.embedding <> w.vec)), "
+        "(SELECT count(*) FROM public.embeddings e WHERE e.source_table = %(s)s "
+        "  AND e.model = %(m)s AND NOT EXISTS (SELECT 1 FROM wanted w "
+        "  WHERE w.source_id = e.source_id))",
+        {"s": source.name, "m": plan.model},
+    ).fetchone()  # type: ignore[misc]
+    conn.execute("DROP TABLE IF EXISTS pg_temp.wanted")
+    return [source.name, plan.model, missing, stale, orphaned, counts.skipped]

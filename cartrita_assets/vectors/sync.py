@@ -18,7 +18,8 @@ never failing the other rows.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,7 +84,7 @@ class SyncCounts:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class ModelPlan:
     """One model a source feeds: the vector columns imported into it, and whether to embed."""
 
     model: str
@@ -97,16 +98,17 @@ class _Plan:
         return "imported" if self.imports else "embedded"
 
 
-def plans_for(source: Source, embedder_model: str | None) -> list[_Plan]:
+def plans_for(source: Source, embedder_model: str | None) -> list[ModelPlan]:
     """The models a source feeds: each imported vector column's model, plus the embedder's."""
     by_model: dict[str, list[str]] = {}
     for v in source.vectors:
         by_model.setdefault(v.model, []).append(v.column)
     plans = [
-        _Plan(m, tuple(cols), source.embed and m == embedder_model) for m, cols in by_model.items()
+        ModelPlan(m, tuple(cols), source.embed and m == embedder_model)
+        for m, cols in by_model.items()
     ]
     if source.embed and embedder_model and embedder_model not in by_model:
-        plans.append(_Plan(embedder_model, (), True))
+        plans.append(ModelPlan(embedder_model, (), True))
     return plans
 
 
@@ -128,13 +130,16 @@ def check_embedder(conn: psycopg.Connection, embedder: Embedder) -> None:
         )
 
 
-def _vector_expr(conn: psycopg.Connection, source: Source, column: str) -> sql.Composable:
+def _vector_expr(
+    conn: psycopg.Connection, source: Source, column: str, copied_as: str
+) -> sql.Composable:
+    """The vector in ``source_rows``'s column ``copied_as`` (a copy of the source's ``column``)."""
     typ = conn.execute(
         "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
         "WHERE a.attrelid = %s::regclass AND a.attname = %s",
         (source.relation().as_string(conn), column),
     ).fetchone()
-    ident = sql.SQL("s.{}").format(sql.Identifier(column))
+    ident = sql.SQL("s.{}").format(sql.Identifier(copied_as))
     if typ and typ[0].startswith(("vector", "halfvec")):
         return sql.SQL("{}::vector").format(ident)
     return sql.SQL("public.parse_vector_or_null({}::text)").format(ident)
@@ -148,43 +153,72 @@ def _restrict(source: Source, ids: Sequence[str] | None) -> sql.Composable:
     )
 
 
+def _copied_column(source: Source, column: str) -> str:
+    """The name ``source_rows`` gives a vector column (never one of its own column names)."""
+    return f"vector_{[v.column for v in source.vectors].index(column)}"
+
+
+@contextmanager
+def source_rows(
+    conn: psycopg.Connection, source: Source, ids: Sequence[str] | None
+) -> Iterator[None]:
+    """Temp table ``source_rows`` while the block runs: each source row (only ``ids`` if given)
+    once, with its id as text, its text, that text normalised for hashing and a copy of each vector
+    column. :func:`build_wanted` reads it for every model the source feeds, so a long text is
+    normalised once, not once per model (the normalisation is most of a content hash's cost)."""
+    vectors = [
+        sql.SQL("s.{} AS {}").format(
+            sql.Identifier(v.column), sql.Identifier(_copied_column(source, v.column))
+        )
+        for v in source.vectors
+    ]
+    rows = sql.SQL(
+        "SELECT x.*, public.embedding_normalized_content(x.content) AS normalized FROM ("
+        "SELECT s.{id}::text AS source_id, {text} AS content{vectors} FROM {rel} s "
+        "WHERE {where}) x"
+    ).format(
+        id=sql.Identifier(source.id_column),
+        text=source.text_expression("s"),
+        vectors=sql.SQL("").join(sql.SQL(", {}").format(v) for v in vectors),
+        rel=source.relation(),
+        where=_restrict(source, ids),
+    )  # fmt: skip
+    conn.execute("DROP TABLE IF EXISTS pg_temp.source_rows")
+    # stored compressed like any table: the copies build_wanted makes reuse the compressed values
+    conn.execute(sql.SQL("CREATE TEMP TABLE source_rows AS {}").format(rows))
+    try:
+        yield
+    finally:
+        conn.execute("DROP TABLE IF EXISTS pg_temp.source_rows")
+
+
 def build_wanted(
-    conn: psycopg.Connection,
-    source: Source,
-    plan: _Plan,
-    counts: SyncCounts,
-    ids: Sequence[str] | None,
+    conn: psycopg.Connection, source: Source, plan: ModelPlan, counts: SyncCounts
 ) -> None:
-    """Fill temp table ``wanted`` for (source, plan.model); record what had to be skipped."""
+    """Fill temp table ``wanted`` for (source, plan.model) from ``source_rows`` (see
+    :func:`source_rows`); record what had to be skipped."""
     conn.execute("DROP TABLE IF EXISTS pg_temp.wanted")
     conn.execute(
         "CREATE TEMP TABLE wanted (source_id text PRIMARY KEY, content text NOT NULL, "
         "h char(64) NOT NULL, vec vector)"
     )
-    ident = sql.Identifier(source.id_column)
-    text = source.text_expression("s")
-    where = _restrict(source, ids)
     dims = registered_dimensions(conn, plan.model)
     for column in plan.imports:
-        vec = _vector_expr(conn, source, column)
+        vec = _vector_expr(conn, source, column, _copied_column(source, column))
         with conn.transaction():
             conn.execute(
                 sql.SQL(
                     "CREATE TEMP TABLE imported ON COMMIT DROP AS "
-                    "SELECT s.{id}::text AS source_id, {text} AS content, {vec} AS vec, "
-                    "s.{col} IS NOT NULL AS present, "
+                    "SELECT i.source_id, i.content, i.normalized, i.vec, i.present, "
                     # pgvector refuses NaN and infinite components: such a vector is data to
-                    # report by its own reason, not a malformed one
-                    "s.{col}::text ~* '(^|[[,])\\s*[+-]?(nan|inf|infinity)\\s*(,|]|$)' "
-                    "AS nonfinite FROM {rel} s WHERE {where}"
-                ).format(
-                    id=ident,
-                    text=text,
-                    vec=vec,
-                    col=sql.Identifier(column),
-                    rel=source.relation(),
-                    where=where,
-                )  # fmt: skip
+                    # report by its own reason, not a malformed one (only asked of the values
+                    # that did not parse; OFFSET 0 keeps each vector parsed once)
+                    "(i.present AND i.vec IS NULL AND i.raw ~* "
+                    "'(^|[[,])\\s*[+-]?(nan|inf|infinity)\\s*(,|]|$)') AS nonfinite "
+                    "FROM (SELECT s.source_id, s.content, s.normalized, {vec} AS vec, "
+                    "s.{col} IS NOT NULL AS present, s.{col}::text AS raw "
+                    "FROM pg_temp.source_rows s OFFSET 0) i"
+                ).format(vec=vec, col=sql.Identifier(_copied_column(source, column)))
             )
             if dims is None:  # a new model: the dimension most of its vectors have
                 row = conn.execute(
@@ -207,31 +241,21 @@ def build_wanted(
             counts.skip(f"{column}: not {dims} dimensions", len(wrong), [r[0] for r in wrong])
             conn.execute(
                 "INSERT INTO wanted SELECT source_id, content, "
-                "public.embedding_content_hash(%s, content), vec FROM imported "
+                "public.embedding_normalized_hash(%s, normalized), vec FROM imported "
                 "WHERE vec IS NOT NULL AND vector_dims(vec) = %s ON CONFLICT DO NOTHING",
                 (plan.model, dims),
             )
     if plan.embed:
         conn.execute(
-            sql.SQL(
-                "INSERT INTO wanted SELECT x.source_id, x.content, "
-                "public.embedding_content_hash({model}, x.content), NULL FROM ("
-                "SELECT s.{id}::text AS source_id, {text} AS content FROM {rel} s WHERE {where}"
-                ") x WHERE x.content <> '' ON CONFLICT DO NOTHING"
-            ).format(
-                model=sql.Literal(plan.model),
-                id=ident,
-                text=text,
-                rel=source.relation(),
-                where=where,
-            )  # fmt: skip
+            "INSERT INTO wanted SELECT source_id, content, "
+            "public.embedding_normalized_hash(%s, normalized), NULL FROM pg_temp.source_rows "
+            "WHERE content <> '' ON CONFLICT DO NOTHING",
+            (plan.model,),
         )
         empty = conn.execute(
-            sql.SQL(
-                "SELECT s.{id}::text FROM {rel} s WHERE {where} AND {text} = '' "
-                "AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.source_id = s.{id}::text) "
-                "ORDER BY 1"
-            ).format(id=ident, rel=source.relation(), where=where, text=text)
+            "SELECT s.source_id FROM pg_temp.source_rows s WHERE s.content = '' "
+            "AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.source_id = s.source_id) "
+            "ORDER BY 1"
         ).fetchall()
         counts.skip("no text to embed", len(empty), [r[0] for r in empty])
     conn.execute("ANALYZE pg_temp.wanted")
@@ -252,26 +276,39 @@ def sync_source(
     """
     register_vector(conn)
     results: list[SyncCounts] = []
-    for plan in plans_for(source, embedder.model if embedder else None):
-        started = time.perf_counter()
-        counts = SyncCounts(source.name, plan.model, plan.origin)
-        build_wanted(conn, source, plan, counts, ids)
-        _delete_gone(conn, source, plan.model, counts, ids)
-        _merge_imported(conn, source, plan.model, counts)
-        if plan.embed and embedder is not None:
-            _embed_changed(conn, source, embedder, counts, log, batch_size)
-        total = conn.execute("SELECT count(*) FROM wanted").fetchone()
-        counts.unchanged = int(total[0] if total else 0) - counts.inserted - counts.updated
-        counts.unchanged -= counts.skipped_reasons.get("refused by the database", 0)
-        counts.seconds = time.perf_counter() - started
-        conn.execute("DROP TABLE IF EXISTS pg_temp.wanted")
-        log(
-            f"{source.name} / {plan.model} ({plan.origin}): {counts.inserted} inserted, "
-            f"{counts.updated} updated, {counts.unchanged} unchanged, {counts.deleted} deleted"
-            + (f", {counts.skipped} skipped" if counts.skipped else "")
-        )
-        results.append(counts)
+    with source_rows(conn, source, ids):
+        for plan in plans_for(source, embedder.model if embedder else None):
+            results.append(_sync_plan(conn, source, plan, embedder, log, ids, batch_size))
     return results
+
+
+def _sync_plan(
+    conn: psycopg.Connection,
+    source: Source,
+    plan: ModelPlan,
+    embedder: Embedder | None,
+    log: Log,
+    ids: Sequence[str] | None,
+    batch_size: int,
+) -> SyncCounts:
+    started = time.perf_counter()
+    counts = SyncCounts(source.name, plan.model, plan.origin)
+    build_wanted(conn, source, plan, counts)
+    _delete_gone(conn, source, plan.model, counts, ids)
+    _merge_imported(conn, source, plan.model, counts)
+    if plan.embed and embedder is not None:
+        _embed_changed(conn, source, embedder, counts, log, batch_size)
+    total = conn.execute("SELECT count(*) FROM wanted").fetchone()
+    counts.unchanged = int(total[0] if total else 0) - counts.inserted - counts.updated
+    counts.unchanged -= counts.skipped_reasons.get("refused by the database", 0)
+    counts.seconds = time.perf_counter() - started
+    conn.execute("DROP TABLE IF EXISTS pg_temp.wanted")
+    log(
+        f"{source.name} / {plan.model} ({plan.origin}): {counts.inserted} inserted, "
+        f"{counts.updated} updated, {counts.unchanged} unchanged, {counts.deleted} deleted"
+        + (f", {counts.skipped} skipped" if counts.skipped else "")
+    )
+    return counts
 
 
 def _delete_gone(

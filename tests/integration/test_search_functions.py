@@ -271,3 +271,20 @@ def test_a_model_above_2000_dimensions_is_searched_as_halfvec(db):
                     "SELECT id FROM embeddings WHERE source_id = '3'"
                 ).fetchone()[0]
             ), name
+
+
+def test_content_hash_split_in_two_keeps_every_hash_of_migration_0005(db):
+    """0012 defines embedding_content_hash through embedding_normalized_content and
+    embedding_normalized_hash (so a text feeding several models is normalised once). Hashes
+    stored before it must not change: the old formula, written out, gives the same value."""
+    texts = ["", "  ", "plain", "  two  spaces\tand a tab\n\nand lines  ", "nbsp\u00a0and\u2003em",
+             "trailing\r\n", "é\u3000ü" * 3, "x" * 70000 + " \n " + "y"]  # fmt: skip
+    for text in texts:
+        old, new, parts = db.execute(
+            "SELECT encode(sha256(convert_to(%(m)s || E'\\n' || "
+            "regexp_replace(btrim(%(t)s), '\\s+', ' ', 'g'), 'UTF8')), 'hex'), "
+            "public.embedding_content_hash(%(m)s, %(t)s), public.embedding_normalized_hash("
+            "%(m)s, public.embedding_normalized_content(%(t)s))",
+            {"m": "some-model", "t": text},
+        ).fetchone()
+        assert old == new == parts, repr(text[:40])
