@@ -117,8 +117,8 @@ def forwarded(base_dir: Path, demo_v1) -> Iterator[Forwarded]:
     )
     resources = local_resources(demo_v1, v2, folder, base_dir)
     try:
-        with dg.instance_for_test() as instance:
-            yield Forwarded(resources, instance, run_job(resources, instance))
+        instance = dg.DagsterInstance.ephemeral()
+        yield Forwarded(resources, instance, run_job(resources, instance))
     finally:
         v2.stop(lambda _m: None)
 

@@ -67,8 +67,9 @@ def _tamper_one_value(folder: Path) -> None:
 
 
 def test_scheduled_backup_verified_then_old_one_pruned_and_tamper_fails(
-    resources, instance, v2, test_dir, monkeypatch
+    resources, disk_instance, v2, test_dir, monkeypatch
 ):
+    instance = disk_instance  # a schedule's context needs an instance that has a reference
     assert materialize(resources, instance, *RESTORE).success
     store = V2BackupStore(root=str(test_dir / "v2-backups"), keep=1, max_age_days=0)
     resources = {**resources, "v2_backups": store}

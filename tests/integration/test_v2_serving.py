@@ -68,24 +68,22 @@ def served(demo_v1: Any, session_v2: Any, base_dir: Path) -> Iterator[Served]:
     resources["serving"] = ServingResource(
         pooler_port=free_port(), replica_port=free_port(), durable=False
     )
-    with dg.instance_for_test() as instance:
-        result = run_job(resources, instance)
-        assert result.success, "the forward run this module serves from failed"
-        database = resources["v1"].settings().postgres.dbname
-        try:
-            yield Served(resources, instance, database)
-        finally:
-            resources["serving"].pooler(v2).stop()
-            resources["serving"].replica(v2).stop()
-            with connect(v2.admin(), role="test") as conn:
-                conn.execute(
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                    "WHERE slot_name = %s",
-                    (SLOT,),
-                )
-                conn.execute(
-                    sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(HEARTBEAT_TABLE))
-                )
+    instance = dg.DagsterInstance.ephemeral()
+    result = run_job(resources, instance)
+    assert result.success, "the forward run this module serves from failed"
+    database = resources["v1"].settings().postgres.dbname
+    try:
+        yield Served(resources, instance, database)
+    finally:
+        resources["serving"].pooler(v2).stop()
+        resources["serving"].replica(v2).stop()
+        with connect(v2.admin(), role="test") as conn:
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = %s",
+                (SLOT,),
+            )
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(HEARTBEAT_TABLE)))
 
 
 def _check_meta(result: dg.ExecuteInProcessResult, name: str) -> dict[str, Any]:

@@ -133,8 +133,9 @@ def _files(root: Path) -> list[Path]:
 
 
 def test_no_secret_leaks_from_a_forward_and_a_rollback_run(
-    resources, own_v1, instance, test_dir, capfd
+    resources, own_v1, disk_instance, test_dir, capfd
 ):
+    instance = disk_instance  # its storage files are read below
     resources = {**resources, "v1": v1_source(own_v1)}
     reports = test_dir / "cli-reports"  # what `cartrita forward/rollback` writes and prints
 

@@ -34,7 +34,8 @@ def _schedule_result(instance: dg.DagsterInstance) -> dg.RunRequest | dg.SkipRea
     return schedule(dg.build_schedule_context(instance=instance))  # type: ignore[return-value]
 
 
-def test_the_schedule_follows_restore_rollback_and_runs_in_flight(instance):
+def test_the_schedule_follows_restore_rollback_and_runs_in_flight(disk_instance):
+    instance = disk_instance  # a schedule's context needs an instance that has a reference
     skip = _schedule_result(instance)
     assert isinstance(skip, dg.SkipReason) and "no restored database yet" in skip.skip_message
 

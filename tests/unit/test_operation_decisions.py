@@ -106,7 +106,8 @@ def test_check_failure_alert_sensor_reports_a_failed_check_of_a_successful_run(
     )  # fmt: skip
 
 
-def test_health_schedule_is_hourly_by_default_and_follows_the_env(instance, monkeypatch):
+def test_health_schedule_is_hourly_by_default_and_follows_the_env(disk_instance, monkeypatch):
+    instance = disk_instance  # a schedule's context needs an instance that has a reference
     monkeypatch.delenv("CARTRITA_HEALTH_CHECK_CRON", raising=False)
     schedule = build_health_checks_schedule()
     assert schedule.cron_schedule == "0 * * * *" and schedule.job_name == "v2_health_checks_job"
