@@ -49,7 +49,7 @@ def test_forward_from_a_v1_env_file_writes_a_summary(demo_v1, test_dir, base_dir
         summary = json.loads((report.parent / "summary.json").read_text())
         assert summary["success"] and len(summary["checks"]) == 20
         integration = Path(out.stdout.split("Integration report: ")[1].split()[0])
-        assert integration.name == "report.md" and (integration.parent / "latency.png").exists()
+        assert integration.name == "report.md" and (integration.parent / "latency.svg").exists()
         # a warning (vectors_are_well_formed: the demo holds degenerate vectors) does not fail it
         assert all(c["passed"] or c["severity"] == "WARN" for c in summary["checks"])
         assert summary["materialized"]["v1_backup"]["v1_source"] == f"v1 from {env_file.resolve()}"

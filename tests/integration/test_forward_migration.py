@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import dagster as dg
 import pytest
@@ -205,7 +206,9 @@ def test_demo_v1_to_v2_loses_nothing(forwarded):
     assert report["passed"] and len(report["cases"]) >= 12
     assert {c["suite"] for c in report["cases"]} == {"connectivity", "migration", "vector"}
     assert (folder / "report.md").read_text().startswith("# v2 integration report")
-    assert (folder / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    chart = ElementTree.parse(folder / "latency.svg").getroot()
+    assert chart.tag == "{http://www.w3.org/2000/svg}svg"
+    assert len(chart.findall(".//{http://www.w3.org/2000/svg}rect[@class='box']")) == 2
 
 
 def test_rerun_converges(resources, instance):

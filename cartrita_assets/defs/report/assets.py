@@ -29,7 +29,7 @@ def integration_report(
     """The guide's integration suites run against v2 as code (connectivity with the
     application's own credentials, migration state, vector functionality), each case named and
     timed, its searches recorded in search_performance_metrics; written to
-    reports/<timestamp>/report.json, report.md and latency.png."""
+    reports/<timestamp>/report.json, report.md and latency.svg."""
     log = progress(context)
     with user_errors():
         database = target_database(context)
